@@ -1,0 +1,63 @@
+"""Where ../shared/data is and how to pick clips from its manifest (for tools and tests, not the package).
+
+The folder sits beside the checkout (CI has it too). WAKEWORD_SHARED_DATA overrides the location.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("WAKEWORD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MISSING_REASON = f"real-audio set not found at {DATA_DIR} (set WAKEWORD_SHARED_DATA)"
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    source: str
+    role: str  # positive | negative | noise | rir
+    label: str
+    speaker: str
+    seconds: float
+
+
+def available() -> bool:
+    return (DATA_DIR / "manifest.csv").exists()
+
+
+def manifest() -> list[Clip]:
+    with open(DATA_DIR / "manifest.csv", newline="") as f:
+        return [
+            Clip(DATA_DIR / r["path"], r["source"], r["role"], r["label"], r["speaker"], float(r["seconds"]))
+            for r in csv.DictReader(f)
+        ]
+
+
+def parity_clips(seed: int = 0) -> list[Clip]:
+    """A fixed, varied selection: 60 Speech Commands clips from 60 different speakers, 8 clips of each
+    Precise wake word and near-miss folder (several voices and rooms), and every noise file."""
+    rng = np.random.default_rng(seed)
+    clips = manifest()
+    chosen: list[Clip] = []
+    sc = [c for c in clips if c.source.startswith("speech_commands")]
+    by_speaker: dict[str, list[Clip]] = {}
+    for c in sc:
+        by_speaker.setdefault(c.speaker, []).append(c)
+    speakers = sorted(by_speaker)
+    for i in rng.choice(len(speakers), 60, replace=False):
+        group = by_speaker[speakers[i]]
+        chosen.append(group[rng.integers(len(group))])
+    precise = [c for c in clips if c.source.startswith("mycroft") and c.role in ("positive", "negative")]
+    folders = sorted({c.path.parent for c in precise})
+    for folder in folders:
+        group = [c for c in precise if c.path.parent == folder]
+        for i in rng.choice(len(group), min(8, len(group)), replace=False):
+            chosen.append(group[i])
+    chosen += [c for c in clips if c.role == "noise"]
+    return chosen

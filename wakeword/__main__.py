@@ -1,0 +1,5 @@
+import sys
+
+from wakeword.cli import main
+
+sys.exit(main())
