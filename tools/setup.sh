@@ -5,11 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# espeak-ng: synthetic voices (demo, training data). libportaudio2: microphone access (sounddevice).
-APT_PACKAGES="espeak-ng libportaudio2"
+# Required: PortAudio (microphone, sounddevice) and espeak-ng (voices, demo). Optional: the other
+# offline TTS voices training uses (docs/voices.md); mbrola*, libttspico-utils and rhvoice* come from
+# Debian's contrib/non-free. A voice package that cannot be installed is skipped: training uses what is there.
+REQUIRED="libportaudio2 espeak-ng"
+VOICES="mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils flite festival festvox-kallpc16k
+  festvox-kdlpc16k festvox-rablpc16k festvox-don festvox-us-slt-hts rhvoice rhvoice-english"
+NONFREE_SOURCES=/etc/apt/sources.list.d/wakeword-contrib-nonfree.sources
 
 missing=""
-for pkg in $APT_PACKAGES; do
+for pkg in $REQUIRED $VOICES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -19,8 +24,20 @@ if [ -n "$missing" ]; then
     exit 1
   fi
   echo "setup: installing Debian packages:$missing"
+  if ! grep -rqsE '(^|[[:space:]])non-free([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/ \
+      && grep -qs bookworm /etc/os-release; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      | $SUDO tee "$NONFREE_SOURCES" >/dev/null
+  fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq --no-install-recommends $REQUIRED >/dev/null
+  if ! $SUDO apt-get install -y -qq --no-install-recommends $VOICES >/dev/null 2>&1; then
+    for pkg in $VOICES; do
+      $SUDO apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 \
+        || echo "setup: voice package $pkg not available, skipped" >&2
+    done
+  fi
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -31,5 +48,6 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch==2.11.* / torchaudio==2.11.* come from the train extra (a ~4.7 GB CUDA build that also runs on CPU).
-.venv/bin/python -m pip install -q --progress-bar off -e ".[train,dev]"
+.venv/bin/python -m pip install -q --progress-bar off -e ".[train,dev,bench]"
+.venv/bin/python -m pip install -q --progress-bar off --no-deps "efficientword-net==1.0.5"
 echo "setup: done ($(.venv/bin/wakeword --version))"

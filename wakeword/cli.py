@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,39 +63,211 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def synthesize_espeak(text: str, path: Path, voice: str = "en-us") -> None:
-    """Speak text to a WAV file with espeak-ng (Debian package espeak-ng)."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise WakewordError("espeak-ng not found: apt-get install espeak-ng (or run 'make setup')")
-    result = subprocess.run([exe, "-v", voice, "-w", str(path), text], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise WakewordError(f"espeak-ng failed for voice {voice}: {result.stderr.strip()}")
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Record (or import with --from) takes of the phrase, check each, write trimmed copies."""
+    from wakeword import enroll
+
+    out = Path(args.out)
+    if args.from_dir:
+        takes = enroll.import_takes(args.phrase, Path(args.from_dir), out)
+    else:
+        takes = enroll.record_takes(args.phrase, out, args.count, args.device, args.seconds)
+    good = [t for t in takes if t.ok]
+    for take in takes:
+        status = (
+            f"ok  {take.speech_seconds:4.2f} s  {take.speech_dbfs:4.0f} dBFS" if take.ok else f"refused: {take.reason}"
+        )
+        print(f"{take.source}: {status}")
+    print(f"{len(good)} of {len(takes)} takes usable; trimmed copies and {enroll.MANIFEST} in {out}")
+    if len(good) < 3:
+        print("wakeword: warning: training wants at least 3 good takes", file=sys.stderr)
+    return 0 if good else 1
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List input devices."""
+    from wakeword.microphone import MicrophoneError, input_devices
+
+    devices = input_devices()
+    if not devices:
+        raise MicrophoneError("no input device found (is a microphone connected and the audio server running?)")
+    for d in devices:
+        mark = "*" if d["default"] else " "
+        print(f"{mark} {d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['rate']} Hz)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Few-shot fine-tuning of the pretrained encoder for one phrase."""
+    require_torch("train")
+    from wakeword.phrases import describe_pronunciation, normalize_phrase
+    from wakeword.train import TrainConfig, train
+
+    phrase = normalize_phrase(args.phrase)
+    out = Path(args.out or phrase.replace(" ", "_"))
+    refuse_overwrite(out, args.force)
+    for folder in [args.clips, *args.negatives, *args.noise, *args.rirs]:
+        if folder and not Path(folder).is_dir():
+            raise WakewordError(f"{folder}: not a folder")
+    print(f"phrase: {describe_pronunciation(phrase)}")
+    config = TrainConfig(
+        phrase=phrase,
+        out=out,
+        clips=Path(args.clips) if args.clips else None,
+        negatives=[Path(p) for p in args.negatives],
+        noise=[Path(p) for p in args.noise],
+        rirs=[Path(p) for p in args.rirs],
+        device=args.device,
+        target_fa_per_hour=args.target_fa_per_hour,
+        head=args.head,
+        strategy=args.strategy,
+        commercial_safe=not args.all_voices,
+        seed=args.seed,
+        cache_dir=Path(args.cache) if args.cache else None,
+    )
+    card = train(config)
+    from wakeword.export import export_model
+
+    export_model(out)
+    print_training_summary(card, out)
+    return 0
+
+
+def print_training_summary(card: dict, out: Path) -> None:
+    data, val = card["data"], card.get("validation") or {}
+    p1, p2 = card["phase1"], card.get("phase2")
+    lines = [
+        f"trained '{card['phrase']}' in {card['training_seconds']:.0f} s on {card['device']}",
+        f"  data: {data['user_clips']} of your takes, {data['positive_voice_configs']} synthetic voice configs "
+        f"({data['positive_speakers']} speakers), {data['near_miss_phrases']} near-miss phrases, "
+        f"{data['train_examples']} training / {data['val_examples']} validation examples",
+        f"  phase 1 (frozen encoder): validation recall {p1['best_val_recall_at_0.5pct_fpr']:.3f}",
+    ]
+    if p2:
+        kept = "kept" if p2.get("kept") else "not kept (no gain)"
+        lines.append(f"  phase 2 (top fine-tuned): validation recall {p2['best_val_recall_at_0.5pct_fpr']:.3f}, {kept}")
+    if val:
+        lines.append(
+            f"  threshold {card['threshold']:.3f}: validation FRR {val.get('frr_at_threshold', float('nan')):.1%}, "
+            f"{val.get('fa_per_hour_at_threshold', float('nan')):.2f} FA/h on {val['negative_hours'] * 60:.1f} min "
+            "of held-aside negatives"
+        )
+    lines += [f"  files: {out}/ (card.json, model.pt, det.png)", f"  listen: wakeword listen {out}"]
+    print("\n".join(lines))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """ONNX graphs for the torch-free runtime (also run at the end of training)."""
+    require_torch("export")
+    from wakeword.export import export_model
+
+    calibration = None
+    if args.calibration:
+        from wakeword.audio import load_audio
+
+        calibration = np.concatenate([load_audio(p) for p in args.calibration])
+    info = export_model(Path(args.model), int8=args.int8, calibration_audio=calibration)
+    for name in info["files"]:
+        size = (Path(args.model) / name).stat().st_size
+        print(f"{Path(args.model) / name}: {size / 1024:.0f} KB")
+    return 0
+
+
+def file_scores(detector, path: str, chunk: int = 1280) -> tuple[list, np.ndarray]:
+    """Stream a file through the detector in 80 ms chunks, exactly as the microphone daemon feeds it."""
+    from wakeword.audio import load_audio
+
+    audio = load_audio(path)
+    detections, rows = [], []
+    for start in range(0, len(audio), chunk):
+        found, scores = detector.process_scores(audio[start : start + chunk])
+        detections += found
+        rows.append(scores)
+    return detections, np.concatenate(rows) if rows else np.zeros((0, len(detector.models)), np.float32)
+
+
+def make_detector(args: argparse.Namespace):
+    from wakeword.runtime import Detector
+
+    return Detector([args.model, *args.also], providers=args.providers, threshold=args.threshold, int8=args.int8)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """One JSON line per detection: file, phrase, start, end, score."""
+    import json
+
+    for path in args.audio:
+        detector = make_detector(args)  # a fresh stream per file
+        detections, _ = file_scores(detector, path)
+        for d in detections:
+            print(json.dumps({"file": path, **d.as_dict()}), flush=True)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """time,score for every 80 ms step (one column per model)."""
+    out = Path(args.out)
+    refuse_overwrite(out, args.force)
+    detector = make_detector(args)
+    _, scores = file_scores(detector, args.audio)
+    names = [m.phrase.replace(" ", "_") for m in detector.models]
+    with open(out, "w") as f:
+        f.write("time," + ",".join(f"score_{n}" for n in names) + "\n")
+        for step, row in enumerate(scores):
+            f.write(f"{(step + 1) * 0.08:.2f}," + ",".join(f"{v:.6f}" for v in row) + "\n")
+    print(f"wrote {out}: {len(scores)} steps")
+    return 0
+
+
+def runtime_scorer(model: str, providers: str = "auto", int8: bool = False):
+    """A Scorer (wakeword.evaluate) that streams audio through the runtime in 80 ms chunks, as the daemon does."""
+    from wakeword.runtime import Detector, WakeWordModel
+
+    loaded = WakeWordModel.load(model, providers, int8)
+
+    def score(audio: np.ndarray) -> np.ndarray:
+        detector = Detector([loaded])
+        rows = [detector.process_scores(audio[i : i + 1280])[1] for i in range(0, len(audio), 1280)]
+        return np.concatenate(rows)[:, 0] if rows else np.zeros(0, np.float32)
+
+    return score, loaded
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Streaming, event-level FRR and FA/h of a model on folders of positives and negatives."""
+    from wakeword.dataset import read_audio_dirs
+    from wakeword.evaluate import evaluate_scorer, write_report
+
+    scorer, model = runtime_scorer(args.model, args.providers, args.int8)
+    positives = [s.audio for s in read_audio_dirs(args.positives, "positive", 1)]
+    negatives = [s.audio for s in read_audio_dirs(args.negatives, "speech", 0)]
+    if not positives or not negatives:
+        raise WakewordError("eval needs audio files in both --positives and --negatives folders")
+    noise = None
+    if args.noise:
+        noise = np.concatenate([s.audio for s in read_audio_dirs(args.noise, "noise", 0)])
+    reports = [evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold)]
+    if noise is not None:
+        reports.append(evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold, noise, args.snr))
+    out = Path(args.out)
+    write_report(reports, out)
+    for r in reports:
+        at = r.at_model_threshold or {}
+        print(
+            f"{r.name} [{r.condition}]: FRR {r.frr_at_fa['0.1']:.1%} / {r.frr_at_fa['0.5']:.1%} / "
+            f"{r.frr_at_fa['1.0']:.1%} at <= 0.1 / 0.5 / 1 FA/h; at threshold {at.get('threshold', 0):.3f}: "
+            f"FRR {at.get('frr', 0):.1%}, {at.get('fa_per_hour', 0):.2f} FA/h; {r.negative_hours:.2f} h of negatives"
+        )
+    print(f"report: {out}/report.md, report.json, det.png")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on a bundled default; for now: synthesise the phrase, embed it, show the result."""
-    from wakeword.audio import load_audio
-
+    """The main job on a bundled default: synthesise, train, export, then detect in a test recording."""
     require_torch("demo")
-    from wakeword.encoder import TorchEncoder
-    from wakeword.frontend import embed_audio
+    from wakeword.demo import run_demo
 
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="wakeword-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    encode = TorchEncoder()
-    summary = {}
-    for voice in ("en-us", "en-gb"):
-        wav = out / f"{args.phrase.replace(' ', '_')}.{voice}.wav"
-        synthesize_espeak(args.phrase, wav, voice)
-        emb = embed_audio(load_audio(wav), encode)
-        np.save(wav.with_suffix(".npy"), emb)
-        summary[voice] = emb
-        print(f"{wav}: {emb.shape[0]} embeddings x {emb.shape[1]}")
-    a, b = (e.mean(axis=0) for e in summary.values())
-    print(f"cosine similarity of the two voices' mean embeddings: {a @ b / np.linalg.norm(a) / np.linalg.norm(b):.3f}")
-    print(f"demo files in {out}")
-    return 0
+    return run_demo(args.phrase, Path(args.out), force=args.force)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,9 +285,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("enroll", help="record (or import) takes of your phrase, checked and trimmed")
+    p.add_argument("phrase", help="the wake phrase, e.g. 'hey nova'")
+    p.add_argument("--out", required=True, help="folder for the takes, their trimmed copies and enroll.json")
+    p.add_argument("--count", type=int, default=8, help="takes to record (default 8)")
+    p.add_argument("--from", dest="from_dir", help="import existing recordings from this folder instead of recording")
+    p.add_argument("--device", help="input device index or name (see 'wakeword devices')")
+    p.add_argument("--seconds", type=float, default=3.0, help="recording length per take (default 3 s)")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("devices", help="list microphones")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("train", help="train a wake word from a few takes (or synthetic voices only)")
+    p.add_argument("phrase", help="the wake phrase, e.g. 'hey nova'")
+    p.add_argument("--clips", help="folder of your takes (from 'wakeword enroll'); omit for synthetic-only")
+    p.add_argument("--negatives", nargs="*", default=[], help="folders of real speech that is NOT the phrase")
+    p.add_argument("--noise", nargs="*", default=[], help="folders of background noise recordings")
+    p.add_argument("--rirs", nargs="*", default=[], help="folders of room impulse responses")
+    p.add_argument("--out", help="model folder (default: the phrase with underscores)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--target-fa-per-hour", type=float, default=0.5, help="false accepts per hour to calibrate for")
+    p.add_argument("--head", default="conv", choices=["conv", "gru"], help="temporal head (default conv)")
+    p.add_argument("--strategy", default="top", choices=["head", "top"], help="head: frozen encoder; top: fine-tune")
+    p.add_argument("--all-voices", action="store_true", help="also use non-commercial voices (MBROLA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", help="feature/synthesis cache folder (default ~/.cache/wakeword)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a trained model to ONNX for the runtime (--int8 for boards)")
+    p.add_argument("model", help="model folder made by 'wakeword train'")
+    p.add_argument("--int8", action="store_true", help="also write int8 graphs, calibrated on audio")
+    p.add_argument("--calibration", nargs="*", help="audio files for int8 calibration (default: synthesised speech)")
+    p.set_defaults(func=cmd_export)
+
+    for name, helptext in (
+        ("detect", "print a JSON line per detection in audio files"),
+        ("score", "write the score of every 80 ms step of a file to CSV"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("model", help="model folder (made by 'wakeword train')")
+        p.add_argument("audio", nargs="+" if name == "detect" else None, help="audio file(s)")
+        p.add_argument("--also", nargs="*", default=[], help="more model folders sharing the front end")
+        p.add_argument("--threshold", type=float, help="override the model's calibrated threshold")
+        p.add_argument("--int8", action="store_true", help="run the int8 graphs")
+        p.add_argument("--providers", default="auto", help="onnxruntime providers: auto, CPUExecutionProvider, ...")
+        if name == "score":
+            p.add_argument("--out", required=True, help="CSV file to write")
+            p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+        p.set_defaults(func=cmd_detect if name == "detect" else cmd_score)
+
+    p = sub.add_parser("eval", help="streaming event-level FRR / FA per hour of a model, with a DET plot")
+    p.add_argument("model", help="model folder")
+    p.add_argument("--positives", nargs="+", required=True, help="folders of clips that say the phrase")
+    p.add_argument("--negatives", nargs="+", required=True, help="folders of speech that does not")
+    p.add_argument("--noise", nargs="*", help="folders of noise to mix in (a second, noisy condition)")
+    p.add_argument("--snr", type=float, default=10.0, help="SNR in dB for the noisy condition (default 10)")
+    p.add_argument("--out", required=True, help="report folder (report.json, report.md, det.png)")
+    p.add_argument("--int8", action="store_true", help="evaluate the int8 graphs")
+    p.add_argument("--providers", default="auto", help="onnxruntime providers")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("demo", help="run the main job on a bundled default phrase")
     p.add_argument("--phrase", default=DEMO_PHRASE, help=f"phrase to synthesise (default: {DEMO_PHRASE!r})")
-    p.add_argument("--out", help="folder for the demo's files (default: a new temporary folder)")
+    p.add_argument("--out", default="out/demo", help="folder for the demo's files (default: out/demo)")
+    p.add_argument("--force", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -43,6 +43,7 @@ class Source:
     kind: str  # user | tts | near_miss | partial | speech | noise | hard
     group: str  # what must not straddle train/validation: a speaker, a voice, a text, a file
     key: str = ""  # content hash, part of the feature cache key
+    origin: str = ""  # where it came from: a voice id, a file (for reports)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -220,7 +221,7 @@ def read_audio_dirs(dirs: Sequence[str | Path], kind: str, label: int, max_files
         files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         for path in files[:max_files]:
             try:
-                sources.append(Source(load_audio(path), label, kind, f"file:{path}"))
+                sources.append(Source(load_audio(path), label, kind, f"file:{path}", origin=str(path)))
             except AudioError as exc:
                 log.warning("skipping %s", exc)
     return sources

@@ -151,6 +151,27 @@ def log_mel(audio: np.ndarray, clamp: str = "floor") -> np.ndarray:
     return power_to_features(mel_power(audio), clamp)
 
 
+class FrameStream:
+    """Audio chunks of any size in, mel feature frames out, exactly as if the audio came in one piece.
+
+    It starts from `preroll` samples of silence. The default, N_FFT - HOP_LENGTH, is the least that
+    makes every 1280-sample chunk complete exactly 8 frames; earlier frames are silence, which the
+    streaming encoder's initial state already stands for.
+    """
+
+    def __init__(self, preroll: int = N_FFT - HOP_LENGTH) -> None:
+        self._samples = np.zeros(preroll, dtype=np.float32)  # not yet framed
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """Add samples; return the new (n, 32) feature frames they complete."""
+        samples = np.concatenate([self._samples, np.asarray(audio, dtype=np.float32).reshape(-1)])
+        frames = num_frames(len(samples))
+        self._samples = samples[frames * HOP_LENGTH :]
+        if frames == 0:
+            return np.zeros((0, N_MELS), dtype=np.float32)
+        return log_mel(samples[: (frames - 1) * HOP_LENGTH + N_FFT])
+
+
 class FeatureStream:
     """Audio chunks of any size in, embeddings out: one per 80 ms, the same however it is chunked.
 
@@ -161,21 +182,12 @@ class FeatureStream:
 
     def __init__(self, encode: Encoder) -> None:
         self.encode = encode
-        self._samples = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)  # not yet framed
+        self.frames = FrameStream(CONTEXT_SAMPLES)
         self._frames = np.zeros((0, N_MELS), dtype=np.float32)  # not yet fully consumed
-
-    def push_frames(self, audio: np.ndarray) -> np.ndarray:
-        """Add samples; return the new (n, 32) mel feature frames they complete."""
-        samples = np.concatenate([self._samples, np.asarray(audio, dtype=np.float32).reshape(-1)])
-        frames = num_frames(len(samples))
-        self._samples = samples[frames * HOP_LENGTH :]
-        if frames == 0:
-            return np.zeros((0, N_MELS), dtype=np.float32)
-        return log_mel(samples[: (frames - 1) * HOP_LENGTH + N_FFT])
 
     def push(self, audio: np.ndarray) -> np.ndarray:
         """Add samples; return the new (k, 96) embeddings they complete (k may be 0)."""
-        frames = np.concatenate([self._frames, self.push_frames(audio)])
+        frames = np.concatenate([self._frames, self.frames.push(audio)])
         steps = num_embeddings(len(frames))
         if steps == 0:
             self._frames = frames

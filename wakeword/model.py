@@ -102,7 +102,7 @@ STREAM_PREROLL = CONTEXT_SAMPLES + (HEAD_STEPS - 1) * CHUNK_SAMPLES
 @torch.no_grad()
 def score_audio(net: WakeWordNet, encoder: SpeechEmbedding, audio: np.ndarray, chunk_steps: int = 2048) -> np.ndarray:
     """Scores (probabilities) for every 80 ms step of a whole recording, as the streaming runtime gives them."""
-    device = next(net.parameters()).device
+    device, dtype = next(net.parameters()).device, next(net.parameters()).dtype
     padded = np.concatenate([np.zeros(STREAM_PREROLL, np.float32), np.asarray(audio, np.float32)])
     steps = len(audio) // CHUNK_SAMPLES
     features = log_mel(padded[: STREAM_PREROLL + steps * CHUNK_SAMPLES])
@@ -113,7 +113,7 @@ def score_audio(net: WakeWordNet, encoder: SpeechEmbedding, audio: np.ndarray, c
         last = min(steps, first + chunk_steps)
         lo = first * frames_per_step
         hi = lo + SEGMENT_FRAMES + (last - first - 1) * frames_per_step
-        x = torch.from_numpy(features[lo:hi]).to(device)[None]
+        x = torch.from_numpy(features[lo:hi]).to(device=device, dtype=dtype)[None]
         emb = net.top(encoder.forward_bottom(x))  # (1, last-first+15, 96)
         windows = emb[0].unfold(0, HEAD_STEPS, 1).permute(0, 2, 1)  # (n, 16, 96)
         scores.append(torch.sigmoid(net.head(windows)).float().cpu().numpy())

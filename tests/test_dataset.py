@@ -1,0 +1,57 @@
+"""Training data assembly: no source straddles train and validation; segments end where phrases end."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import SR
+from wakeword.dataset import Source, make_segments, partial_sources, place_end, split_by_group
+from wakeword.model import SEGMENT_SAMPLES
+
+
+def fake_sources() -> list[Source]:
+    rng = np.random.default_rng(0)
+    out = []
+    for speaker in range(10):
+        for _take in range(5):
+            out.append(Source(rng.normal(0, 0.1, SR // 2).astype(np.float32), 1, "tts", f"voice:{speaker}"))
+    for text in range(30):
+        out.append(Source(rng.normal(0, 0.1, SR).astype(np.float32), 0, "near_miss", f"text:{text}"))
+    return out
+
+
+def test_split_keeps_groups_whole_and_augmented_copies_follow():
+    sources = fake_sources()
+    train, val = split_by_group(sources, 0.2, seed=0)
+    train_groups, val_groups = {s.group for s in train}, {s.group for s in val}
+    assert not train_groups & val_groups
+    assert len(val_groups & {f"voice:{i}" for i in range(10)}) == 2
+    assert len(train) + len(val) == len(sources)
+    # Copies are cut per source after the split: every validation example's key derives from a val source.
+    segs_val = make_segments(val, {"tts": 3, "near_miss": 2}, {}, seed=1)
+    segs_train = make_segments(train, {"tts": 3, "near_miss": 2}, {}, seed=1)
+    assert not set(segs_val.keys) & set(segs_train.keys)
+    val_audio = {s.audio.tobytes() for s in val}
+    for s in train:
+        assert s.audio.tobytes() not in val_audio
+
+
+def test_phrase_ends_inside_the_last_250_ms():
+    clip = np.ones(SR // 2, np.float32)
+    segs = make_segments([Source(clip, 1, "tts", "g")], {"tts": 50}, {}, seed=0)
+    assert segs.audio.shape == (50, SEGMENT_SAMPLES)
+    ends = [np.flatnonzero(np.abs(a) > 0.5)[-1] + 1 for a in segs.audio]
+    assert min(ends) >= SEGMENT_SAMPLES - 0.25 * SR - 1 and max(ends) <= SEGMENT_SAMPLES
+
+
+def test_place_end_crops_long_clips_at_the_start():
+    clip = np.arange(SEGMENT_SAMPLES + 100, dtype=np.float32)
+    out = place_end(clip, SEGMENT_SAMPLES, np.zeros(SEGMENT_SAMPLES, np.float32))
+    assert out[-1] == clip[-1] and out[0] == clip[100]
+
+
+def test_partials_are_negative_and_shorter():
+    pos = [Source(np.ones(SR, np.float32), 1, "user", "user:a")]
+    (part,) = partial_sources(pos, seed=0)
+    assert part.label == 0 and part.kind == "partial" and 0.3 * SR < len(part.audio) < 0.8 * SR
+    assert part.group == "user:a"  # goes to the same side of the split as its take

@@ -1,0 +1,626 @@
+"""`wakeword train`: few-shot transfer learning of one wake word, readable top to bottom.
+
+    1. sources     the user's takes, TTS voices saying the phrase, near-miss phrases, other speech, noise
+    2. split       by speaker/voice/text/file, before any augmentation
+    3. features    augmented segments through the frozen encoder bottom (cached by content)
+    4. phase 1     encoder frozen: the head alone, on cached embeddings (seconds)
+    5. mining      score the negative pool, add the windows that fired
+    6. phase 2     the encoder top unfrozen, small learning rate, pulled toward its pretrained weights
+    7. calibrate   threshold for the target false accepts per hour, on held-aside negative streams
+    8. save        checkpoint, card.json, DET plot
+
+Config is a dataclass of explicit values; nothing is read from anywhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wakeword import FEATURE_VERSION, __version__
+from wakeword.audio import SAMPLE_RATE, load_audio
+from wakeword.cache import ArrayCache, content_key
+from wakeword.dataset import (
+    Features,
+    Source,
+    counts,
+    featurize,
+    make_segments,
+    partial_sources,
+    read_audio_dirs,
+    split_by_group,
+)
+from wakeword.encoder import CARD_FILE, MODELS_DIR, SpeechEmbedding, load_encoder
+from wakeword.errors import WakewordError
+from wakeword.model import HEAD_STEPS, SEGMENT_SAMPLES, WakeWordNet, score_audio
+
+log = logging.getLogger(__name__)
+
+MIN_USER_CLIPS = 3
+WORDS_ONLY = re.compile(r"[^\w ]")
+CHECKPOINT = "model.pt"
+CARD = "card.json"
+
+
+@dataclass
+class TrainConfig:
+    phrase: str
+    out: Path
+    clips: Path | None = None  # folder of the user's takes; None: synthetic only
+    negatives: list[Path] = field(default_factory=list)  # folders of real speech that is not the phrase
+    noise: list[Path] = field(default_factory=list)  # folders of background noise
+    rirs: list[Path] = field(default_factory=list)  # folders of room impulse responses
+    device: str = "auto"
+    target_fa_per_hour: float = 0.5
+    head: str = "conv"
+    strategy: str = "top"  # head: phase 1 only; top: phases 1 and 2
+    commercial_safe: bool = True
+    seed: int = 0
+    cache_dir: Path | None = None
+    # Data recipe: how many examples each source gives, and how much each counts.
+    user_copies: int = 60  # augmented copies of each user take (they are few, and the truth)
+    tts_copies: int = 1
+    near_miss_limit: int = 300
+    near_miss_voices: int = 3  # voices per near-miss phrase
+    sentence_voices: int = 2
+    speech_copies: int = 4  # crops per negative recording
+    noise_segments: int = 400
+    user_weight: float = 3.0
+    hard_negatives: int = 600
+    max_positive_voices: int | None = None  # subsample the voice configurations (quick runs, tests)
+    max_sentences: int | None = None
+    # Optimisation.
+    batch_size: int = 64
+    head_epochs: int = 40
+    head_lr: float = 2e-3
+    top_epochs: int = 12
+    top_lr: float = 1e-4
+    pull_to_pretrained: float = 1e-2  # L2-SP strength: sum of squared distances to the pretrained top
+    val_fraction: float = 0.2
+    patience: int = 8
+
+
+def quick_config(**overrides) -> TrainConfig:
+    """A small recipe for the demo and the tests: minutes on 2 cores, a usable but weaker model."""
+    values = dict(
+        max_positive_voices=120,
+        near_miss_limit=80,
+        near_miss_voices=2,
+        max_sentences=60,
+        sentence_voices=1,
+        user_copies=30,
+        noise_segments=100,
+        hard_negatives=200,
+        head_epochs=15,
+        top_epochs=4,
+        patience=4,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@dataclass
+class Data:
+    train: Features
+    val: Features
+    train_sources: list[Source]
+    val_sources: list[Source]
+    info: dict
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WakewordError("--device cuda asked for, but PyTorch sees no CUDA GPU (use --device auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise WakewordError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------- 1. sources
+
+
+def user_sources(folder: Path) -> list[Source]:
+    """The user's takes, checked like enrollment does: bad ones are reported and left out."""
+    from wakeword.enroll import audio_files, check_take, trim
+
+    paths = sorted(folder.glob("*.trimmed.wav")) or audio_files(folder)
+    kept, lengths = [], []
+    for path in paths:
+        try:
+            audio = load_audio(path)
+        except WakewordError as exc:
+            log.warning("clip skipped: %s", exc)
+            continue
+        check = check_take(audio)
+        if not check.ok:
+            log.warning("clip skipped: %s: %s", path, check.reason)
+            continue
+        kept.append((path, trim(audio, check)))
+        lengths.append(check.speech_seconds)
+    if kept:  # a take of another length is probably another phrase, or two takes in one
+        median = float(np.median(lengths))
+        good = []
+        for (path, audio), seconds in zip(kept, lengths, strict=True):
+            if not median / 3 <= seconds <= 3 * median:  # speech-length estimates are rough: only clear outliers
+                log.warning("clip skipped: %s: %.2f s of speech, the others have %.2f s", path, seconds, median)
+            else:
+                good.append(Source(audio, 1, "user", f"user:{path.name}", origin=str(path)))
+        return good
+    return []
+
+
+def tts_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Source], dict]:
+    """The phrase in every positive voice (spelling variants spread over them), near-misses and
+    general sentences in negative voices. Synthesis is cached by (text, voice)."""
+    from wakeword import phrases, tts
+
+    cache = ArrayCache(config.cache_dir)
+    variants = phrases.spelling_variants(config.phrase)
+    pos_voices = tts.list_voices("positive", config.commercial_safe)
+    neg_voices = tts.list_voices("negative", config.commercial_safe)
+    if not pos_voices:
+        raise WakewordError("no TTS voice installed for synthetic positives: run 'make setup' (espeak-ng and friends)")
+    if config.max_positive_voices and len(pos_voices) > config.max_positive_voices:
+        pick = np.sort(rng.choice(len(pos_voices), config.max_positive_voices, replace=False))
+        pos_voices = [pos_voices[i] for i in pick]
+    jobs: list[tuple[str, object, str, str]] = []  # text, voice, kind, group
+    for i, voice in enumerate(pos_voices):
+        jobs.append((variants[i % len(variants)], voice, "tts", f"voice:{voice.speaker}"))
+    phrase_phones = tuple(p for word in phrases.pronounce(config.phrase) for p in word.phonemes)
+    near = phrases.near_miss_phrases(config.phrase, config.near_miss_limit, config.seed)
+    dropped = [m.text for m in near if not keep_near_miss(m, phrase_phones)]
+    near = [m for m in near if not any(f" {d} " in " " + WORDS_ONLY.sub("", m.text) + " " for d in dropped)]
+    for miss in near:
+        for j in rng.choice(len(neg_voices), size=min(config.near_miss_voices, len(neg_voices)), replace=False):
+            jobs.append((miss.text, neg_voices[j], "near_miss", f"text:{miss.text}"))
+    sentences = [t for t in general_sentences() if f" {config.phrase} " not in f" {WORDS_ONLY.sub('', t.lower())} "]
+    for sentence in sentences[: config.max_sentences]:
+        for j in rng.choice(len(neg_voices), size=min(config.sentence_voices, len(neg_voices)), replace=False):
+            jobs.append((sentence, neg_voices[j], "speech", f"text:{sentence}"))
+
+    sources, todo = [], []
+    for text, voice, kind, group in jobs:
+        hit = cache.get(content_key(f"tts:{text}:{voice.id}"))
+        if hit is not None:
+            sources.append(Source(hit.astype(np.float32) / 32767.0, int(kind == "tts"), kind, group, origin=voice.id))
+        else:
+            todo.append((text, voice, kind, group))
+    by_item = {(t, v.id): (k, g) for t, v, k, g in todo}
+    for text, voice, audio in tts.synthesize_many([(t, v) for t, v, _, _ in todo], progress=True):
+        kind, group = by_item[(text, voice.id)]
+        pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+        cache.put(content_key(f"tts:{text}:{voice.id}"), pcm)
+        sources.append(Source(pcm.astype(np.float32) / 32767.0, int(kind == "tts"), kind, group, origin=voice.id))
+    info = {
+        "positive_voice_configs": len(pos_voices),
+        "positive_speakers": len({v.speaker for v in pos_voices}),
+        "negative_voice_configs": len(neg_voices),
+        "engines": sorted({v.engine for v in pos_voices} | {v.engine for v in neg_voices}),
+        "spelling_variants": variants,
+        "near_miss_phrases": len(near),
+        "near_miss_examples": [m.text for m in near[:12]],
+    }
+    return sources, info
+
+
+def keep_near_miss(miss, phrase_phones: tuple[str, ...]) -> bool:  # miss: wakeword.phrases.NearMiss
+    """Drop near-misses that people (and TTS voices) say for the phrase itself.
+
+    A change to vowels alone at the smallest distance ("cahmputer", "computa", "compyooter" for
+    "computer") is an accent, not another word: as a negative it would teach the model to reject
+    real takes. Consonant changes at that distance ("combuter", "hey mipa") stay: they are the
+    confusions users complain about.
+    """
+    from wakeword.phrases import VOWELS, strip_stress
+
+    if miss.kind != "substitution" or miss.distance > 0.5:
+        return True
+    ours, theirs = strip_stress(phrase_phones), strip_stress(miss.phonemes)
+    if len(ours) != len(theirs):
+        return True
+    changed = [b for a, b in zip(ours, theirs, strict=True) if a != b]
+    return not changed or not all(p in VOWELS for p in changed)
+
+
+def general_sentences() -> list[str]:
+    path = Path(__file__).parent / "data" / "sentences.txt"
+    if not path.exists():
+        return []
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def load_folder_audio(dirs: list[Path]) -> list[np.ndarray]:
+    return [s.audio for s in read_audio_dirs(dirs, "noise", 0)]
+
+
+def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Source], dict]:
+    sources: list[Source] = []
+    user = user_sources(config.clips) if config.clips else []
+    if config.clips and len(user) < MIN_USER_CLIPS:
+        raise WakewordError(
+            f"{config.clips}: {len(user)} usable take(s), training needs at least {MIN_USER_CLIPS} "
+            "(see the warnings above; or train synthetic-only without --clips)"
+        )
+    sources += user
+    synthetic, info = tts_sources(config, rng)
+    sources += synthetic
+    sources += partial_sources([s for s in sources if s.label == 1], config.seed)
+    sources += read_audio_dirs(config.negatives, "speech", 0)
+    noise = read_audio_dirs(config.noise, "noise", 0)
+    sources += noise
+    silent = np.zeros(SEGMENT_SAMPLES, np.float32)  # the augmenter turns these into pure noise segments
+    n_noise = config.noise_segments // 2  # two augmented copies each
+    sources += [Source(silent, 0, "noise", f"synthetic-noise:{i % 50}", key=f"silence:{i}") for i in range(n_noise)]
+    info["user_clips"] = len(user)
+    return sources, info
+
+
+# --------------------------------------------------------------------------------------- 2-3. split, features
+
+
+def split_sources(sources: list[Source], config: TrainConfig) -> tuple[list[Source], list[Source]]:
+    user = [s for s in sources if s.kind == "user"]
+    rest = [s for s in sources if s.kind != "user"]
+    train, val = split_by_group(rest, config.val_fraction, config.seed)
+    # Leave-some-out of the real takes when there are 4 or more: the only honest check on real voice.
+    n_val = max(1, len(user) // 4) if len(user) >= 4 else 0
+    order = np.random.default_rng(config.seed).permutation(len(user))
+    val += [user[i] for i in order[:n_val]]
+    train += [user[i] for i in order[n_val:]]
+    # A partial take goes with its full take.
+    val_groups = {s.group for s in val if s.label == 1}
+    moved = [s for s in train if s.kind == "partial" and s.group in val_groups]
+    train = [s for s in train if not (s.kind == "partial" and s.group in val_groups)]
+    return train, val + moved
+
+
+def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Data:
+    from wakeword.augment import Augmenter
+
+    rng = np.random.default_rng(config.seed)
+    sources, info = collect_sources(config, rng)
+    train_src, val_src = split_sources(sources, config)
+    noises = load_folder_audio(config.noise)
+    rirs = load_folder_audio(config.rirs)
+    cache = ArrayCache(config.cache_dir)
+    n_pos = sum(s.label for s in train_src)
+    n_user = sum(s.kind == "user" for s in train_src)
+    copies = {"user": config.user_copies, "tts": config.tts_copies, "speech": config.speech_copies, "noise": 2}
+    # Real takes count user_weight times a synthetic one in total, however few they are.
+    user_w = config.user_weight * max(1, n_pos - n_user) / max(1, n_user * config.user_copies) if n_user else 1.0
+    weights = {"user": user_w, "near_miss": 1.0, "partial": 1.0}
+    parts = []
+    for name, src, seed in (("train", train_src, config.seed), ("val", val_src, config.seed + 1)):
+        segments = make_segments(src, copies, weights, seed)
+        augment = Augmenter(noises, rirs, device=device, seed=seed)
+        parts.append(featurize(segments, encoder, augment, cache, device, progress=f"features ({name})"))
+    info.update(
+        {
+            "train_sources": counts(train_src),
+            "val_sources": counts(val_src),
+            "train_examples": len(parts[0]),
+            "val_examples": len(parts[1]),
+            "noise_files": len(noises),
+            "rir_files": len(rirs),
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+        }
+    )
+    return Data(parts[0], parts[1], train_src, val_src, info)
+
+
+# -------------------------------------------------------------------------------------------- 4-6. training
+
+
+def balanced_weights(features: Features) -> torch.Tensor:
+    """Example weights with positives and negatives each summing to half of the total."""
+    w = features.weights.clone()
+    pos = features.labels > 0.5
+    w[pos] *= 0.5 / w[pos].sum().clamp_min(1e-8)
+    w[~pos] *= 0.5 / w[~pos].sum().clamp_min(1e-8)
+    return w * len(w)
+
+
+def focal_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+    """Weighted BCE, optionally focal (gamma > 0: easy examples count less). Measured on the 'computer'
+    development run: gamma 2 left training positives at a median 0.57 where plain BCE (gamma 0) reached
+    0.92 on the same epochs, so plain BCE is the default."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    p_true = torch.exp(-bce)
+    return (weights * (1 - p_true) ** gamma * bce).mean()
+
+
+def recall_at_low_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.005) -> float:
+    """Validation metric: positives caught at the threshold that lets 0.5% of negative windows through."""
+    neg, pos = scores[labels < 0.5], scores[labels > 0.5]
+    if len(pos) == 0 or len(neg) == 0:
+        return 0.0
+    threshold = np.quantile(neg, 1 - fpr)
+    return float((pos > threshold).mean())
+
+
+@torch.no_grad()
+def embeddings_of(top: nn.Module, acts: torch.Tensor, device: str, batch: int = 1024) -> torch.Tensor:
+    out = [top(acts[i : i + batch].to(device).float())[:, -HEAD_STEPS:].cpu() for i in range(0, len(acts), batch)]
+    return torch.cat(out)
+
+
+def fit(
+    net: WakeWordNet,
+    data: Data,
+    device: str,
+    epochs: int,
+    lr: float,
+    train_top: bool,
+    config: TrainConfig,
+    desc: str,
+) -> dict:
+    """Train the head (and the top, if train_top) with early stopping on validation recall."""
+    from tqdm import tqdm
+
+    torch.manual_seed(config.seed)
+    net.to(device)
+    if train_top:
+        pretrained = [p.detach().clone() for p in net.top.parameters()]
+        params = [{"params": net.top.parameters(), "lr": lr}, {"params": net.head.parameters(), "lr": lr * 3}]
+        train_x, val_x = data.train.acts, data.val.acts
+    else:
+        for p in net.top.parameters():
+            p.requires_grad_(False)
+        params = [{"params": net.head.parameters(), "lr": lr}]
+        # Phase 1 trains on embeddings computed once: the encoder is frozen, so they never change.
+        train_x = embeddings_of(net.top, data.train.acts, device)
+        val_x = embeddings_of(net.top, data.val.acts, device)
+    optimizer = torch.optim.AdamW(params, weight_decay=1e-2)
+    labels, weights = data.train.labels, balanced_weights(data.train)
+    use_amp = device == "cuda"
+    best, best_state, stale, history = -1.0, None, 0, []
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False)
+    for epoch in bar:
+        net.train()
+        order = torch.randperm(len(labels))
+        total = 0.0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            x = train_x[idx].to(device).float()
+            with torch.autocast(device_type="cuda", enabled=use_amp):
+                logits = net(x) if train_top else net.forward_embeddings(x)
+                loss = focal_bce(logits.float(), labels[idx].to(device), weights[idx].to(device))
+                if train_top:
+                    pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(net.top.parameters(), pretrained, strict=True))
+                    loss = loss + config.pull_to_pretrained * pull
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        scores = predict(net, val_x, device, train_top)
+        metric = recall_at_low_fpr(scores, data.val.labels.numpy())
+        history.append({"epoch": epoch, "loss": total / len(labels), "val_recall_at_0.5pct_fpr": metric})
+        bar.set_postfix(loss=f"{total / len(labels):.4f}", val=f"{metric:.3f}")
+        if metric > best + 1e-4:
+            best, best_state, stale = metric, copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    bar.close()
+    for p in net.top.parameters():
+        p.requires_grad_(True)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return {"best_val_recall_at_0.5pct_fpr": best, "epochs_run": len(history), "history": history}
+
+
+@torch.no_grad()
+def predict(net: WakeWordNet, x: torch.Tensor, device: str, from_acts: bool, batch: int = 1024) -> np.ndarray:
+    net.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch].to(device).float()
+        logits = net(xb) if from_acts else net.forward_embeddings(xb)
+        out.append(torch.sigmoid(logits).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def mine_hard_negatives(
+    net: WakeWordNet, encoder: SpeechEmbedding, data: Data, config: TrainConfig, device: str
+) -> list[Source]:
+    """Score every 80 ms of the training negatives as one stream; the windows that score highest
+    become new negative sources (the model's own false alarms)."""
+    negatives = [s for s in data.train_sources if s.label == 0 and s.kind in ("speech", "near_miss", "partial")]
+    if not negatives:
+        return []
+    gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    stream = np.concatenate([np.concatenate([s.audio, gap]) for s in negatives])
+    net.eval()
+    scores = score_audio(net, encoder.to(device), stream)
+    order = np.argsort(scores)[::-1]
+    picked, taken = [], np.zeros(len(scores), bool)
+    for step in order:
+        if len(picked) >= config.hard_negatives or scores[step] < 0.05:
+            break
+        if taken[max(0, step - 5) : step + 6].any():  # one window per false alarm, not its neighbours
+            continue
+        taken[step] = True
+        end = (step + 1) * 1280
+        if end >= SEGMENT_SAMPLES:
+            picked.append(Source(stream[end - SEGMENT_SAMPLES : end].copy(), 0, "hard", f"hard:{step}"))
+    return picked
+
+
+# ------------------------------------------------------------------------------------------- 7. calibration
+
+
+def calibration_streams(val_sources: list[Source]) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """Held-aside negatives as one stream, held-aside positives as another (with their times)."""
+    rng = np.random.default_rng(1)
+    neg = [s.audio for s in val_sources if s.label == 0 and s.kind in ("speech", "near_miss", "partial")]
+    pos = [s.audio for s in val_sources if s.label == 1]
+    from wakeword.evaluate import build_negative_stream, build_positive_stream
+
+    noise = rng.normal(0, 1e-3, SAMPLE_RATE * 60).astype(np.float32)
+    neg_stream = build_negative_stream(neg, noise=noise, snr_db=30.0, seed=1) if neg else None
+    pos_stream = build_positive_stream(pos, background=noise, snr_db=30.0, seed=1) if pos else None
+    return neg_stream, pos_stream, noise
+
+
+def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Source], config: TrainConfig, device: str):
+    """Threshold for the target FA/h on the held-aside negative stream, and the validation DET curve."""
+    from wakeword.evaluate import det_curve, frr_at_fa
+
+    neg_stream, pos_stream, _ = calibration_streams(val_sources)
+    if neg_stream is None or pos_stream is None:
+        return 0.5, {}, []
+    neg_scores = score_audio(net, encoder, neg_stream.audio)
+    pos_scores = score_audio(net, encoder, pos_stream.audio)
+    rows = det_curve(pos_scores, pos_stream, neg_scores, neg_stream.hours)
+    frr, threshold = frr_at_fa(rows, config.target_fa_per_hour)
+    # With minutes of held-aside audio, "FA/h <= target" often means "no event at all": keep a margin
+    # above the highest negative peak so the threshold does not sit exactly on it.
+    peak = float(neg_scores.max()) if len(neg_scores) else 0.0
+    threshold = float(min(0.99, max(threshold, 0.5, peak + 0.5 * (1 - peak) * 0.2)))
+    chosen = min(rows, key=lambda r: abs(r["threshold"] - threshold)) if rows else {}
+    summary = {
+        "threshold": threshold,
+        "negative_hours": neg_stream.hours,
+        "positives": len(pos_stream.targets),
+        "frr_at_threshold": chosen.get("frr"),
+        "fa_per_hour_at_threshold": chosen.get("fa_per_hour"),
+        "frr_at_target_fa": frr,
+        "highest_negative_score": peak,
+    }
+    return threshold, summary, rows
+
+
+# ---------------------------------------------------------------------------------------------- 8. saving
+
+
+def save(net: WakeWordNet, out: Path, card: dict, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"state_dict": net.state_dict(), "head": net.head_kind, "feature_version": FEATURE_VERSION}, out / CHECKPOINT
+    )
+    (out / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
+    if rows:
+        plot_det(rows, out / "det.png", card["phrase"])
+
+
+def plot_det(rows: list[dict], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib missing: no DET plot")
+        return
+    fa = np.array([max(r["fa_per_hour"], 1e-2) for r in rows])
+    frr = np.array([r["frr"] for r in rows])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(fa, frr * 100, marker=".")
+    ax.set_xscale("log")
+    ax.set_xlabel("false accepts per hour (held-aside negatives)")
+    ax.set_ylabel("false rejects (%)")
+    ax.set_title(f"'{title}' validation DET")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig) -> dict:
+    """Everything above, in order. Returns the card written to config.out."""
+    from wakeword.phrases import normalize_phrase
+
+    start = time.time()
+    config.phrase = normalize_phrase(config.phrase)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    encoder = load_encoder().to(device)
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+
+    data = build_data(config, encoder, device)
+    net = WakeWordNet(encoder, head=config.head).to(device)
+    phase1 = fit(net, data, device, config.head_epochs, config.head_lr, False, config, "phase 1 (head)")
+
+    hard = mine_hard_negatives(net, encoder, data, config, device)
+    if hard:
+        from wakeword.augment import Augmenter
+
+        segments = make_segments(hard, {"hard": 1}, {"hard": 2.0}, config.seed + 2)
+        extra = featurize(segments, encoder, Augmenter(device=device, seed=3), None, device, progress="hard negatives")
+        data.train = Features.concat([data.train, extra])
+        data.train_sources += hard
+        phase1 = fit(net, data, device, config.head_epochs, config.head_lr, False, config, "phase 1 (+hard)")
+
+    phase2 = None
+    if config.strategy == "top":
+        phase1_state = copy.deepcopy(net.state_dict())
+        phase2 = fit(net, data, device, config.top_epochs, config.top_lr, True, config, "phase 2 (top)")
+        if phase2["best_val_recall_at_0.5pct_fpr"] < phase1["best_val_recall_at_0.5pct_fpr"]:
+            log.info("phase 2 did not improve validation recall; keeping phase 1")
+            net.load_state_dict(phase1_state)
+            phase2["kept"] = False
+        else:
+            phase2["kept"] = True
+
+    net.eval()
+    threshold, calibration, rows = calibrate(net, encoder, data.val_sources, config, device)
+    encoder_card = json.loads((MODELS_DIR / CARD_FILE).read_text())
+    card = {
+        "phrase": config.phrase,
+        "wakeword_version": __version__,
+        "feature_version": FEATURE_VERSION,
+        "threshold": threshold,
+        "target_fa_per_hour": config.target_fa_per_hour,
+        "head": config.head,
+        "strategy": config.strategy,
+        "device": device,
+        "training_seconds": round(time.time() - start, 1),
+        "data": data.info,
+        "augmentation": "speed 0.85-1.15, pitch +-2 st, reverb (real + simulated rooms), noise 0-20 dB SNR "
+        "(real + coloured), telephone/cheap-mic band-limiting, gain -18..+6 dB, clipping",
+        "phase1": {k: v for k, v in phase1.items() if k != "history"},
+        "phase2": {k: v for k, v in phase2.items() if k != "history"} if phase2 else None,
+        "validation": calibration,
+        "encoder": {
+            "name": encoder_card["name"],
+            "weights_sha256": encoder_card["weights"]["sha256"],
+            "source": encoder_card["source"],
+        },
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+    }
+    card["config"]["negatives"] = [str(p) for p in config.negatives]
+    card["config"]["noise"] = [str(p) for p in config.noise]
+    card["config"]["rirs"] = [str(p) for p in config.rirs]
+    save(net.cpu(), config.out, card, rows)
+    return card
+
+
+def load_model(model_dir: Path) -> tuple[WakeWordNet, dict]:
+    """A trained model and its card; refuses models from another feature version."""
+    card_path, ckpt_path = model_dir / CARD, model_dir / CHECKPOINT
+    if not card_path.exists() or not ckpt_path.exists():
+        raise WakewordError(f"{model_dir}: not a model folder (needs {CARD} and {CHECKPOINT})")
+    card = json.loads(card_path.read_text())
+    if card.get("feature_version") != FEATURE_VERSION:
+        raise WakewordError(
+            f"{model_dir}: trained with feature version {card.get('feature_version')}, this wakeword uses "
+            f"{FEATURE_VERSION}; retrain it"
+        )
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    net = WakeWordNet(load_encoder(), head=checkpoint["head"])
+    net.load_state_dict(checkpoint["state_dict"])
+    return net.eval(), card
