@@ -106,5 +106,8 @@ def test_several_inputs_need_npz(write, tmp_path, capsys):
 def test_demo_runs(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    assert "embeddings x 96" in result.stdout
-    assert list((tmp_path / "demo").glob("*.npy"))
+    assert "4/4 detections" in result.stdout and "summary:" in result.stdout
+    assert (tmp_path / "demo" / "test_recording.wav").exists()
+    assert (tmp_path / "demo" / "hey_nova" / "top.onnx").exists()
+    again = run_cli("demo", "--out", str(tmp_path / "demo"))
+    assert again.returncode == 2 and "--force" in again.stderr

@@ -24,15 +24,15 @@ def test_recording(phrase: str, seed: int = 0) -> tuple[np.ndarray, list[tuple[f
     """Speech with the phrase said 6 times by voices off the training grid, among near-misses and sentences."""
     from dataclasses import replace
 
-    from wakeword import phrases, tts
-    from wakeword.train import general_sentences
+    from wakeword import tts
+    from wakeword.train import confusable_phrases, general_sentences
 
     rng = np.random.default_rng(seed)
     positive = [replace(v, speed=TEST_SPEED, pitch=TEST_PITCH) for v in tts.list_voices("positive", variations=False)]
     if not positive:
         raise WakewordError("no TTS voices installed: run 'make setup'")
     voices = [positive[i] for i in rng.choice(len(positive), min(6, len(positive)), replace=False)]
-    misses = [m.text for m in phrases.near_miss_phrases(phrase, limit=60)[:40:8]]
+    misses = [m.text for m in confusable_phrases(phrase, limit=60)[:40:8]]
     sentences = general_sentences()[::40]
     items = [("phrase", phrase, v) for v in voices]
     items += [("other", t, voices[i % len(voices)]) for i, t in enumerate(misses + sentences)]

@@ -177,10 +177,7 @@ def tts_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Sou
     jobs: list[tuple[str, object, str, str]] = []  # text, voice, kind, group
     for i, voice in enumerate(pos_voices):
         jobs.append((variants[i % len(variants)], voice, "tts", f"voice:{voice.speaker}"))
-    phrase_phones = tuple(p for word in phrases.pronounce(config.phrase) for p in word.phonemes)
-    near = phrases.near_miss_phrases(config.phrase, config.near_miss_limit, config.seed)
-    dropped = [m.text for m in near if not keep_near_miss(m, phrase_phones)]
-    near = [m for m in near if not any(f" {d} " in " " + WORDS_ONLY.sub("", m.text) + " " for d in dropped)]
+    near = confusable_phrases(config.phrase, config.near_miss_limit, config.seed)
     for miss in near:
         for j in rng.choice(len(neg_voices), size=min(config.near_miss_voices, len(neg_voices)), replace=False):
             jobs.append((miss.text, neg_voices[j], "near_miss", f"text:{miss.text}"))
@@ -212,6 +209,16 @@ def tts_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Sou
         "near_miss_examples": [m.text for m in near[:12]],
     }
     return sources, info
+
+
+def confusable_phrases(phrase: str, limit: int, seed: int = 0) -> list:
+    """Near-miss phrases (wakeword.phrases) minus those that are only an accent of the phrase itself."""
+    from wakeword import phrases
+
+    phrase_phones = tuple(p for word in phrases.pronounce(phrase) for p in word.phonemes)
+    near = phrases.near_miss_phrases(phrase, limit, seed)
+    dropped = [m.text for m in near if not keep_near_miss(m, phrase_phones)]
+    return [m for m in near if not any(f" {d} " in " " + WORDS_ONLY.sub("", m.text) + " " for d in dropped)]
 
 
 def keep_near_miss(miss, phrase_phones: tuple[str, ...]) -> bool:  # miss: wakeword.phrases.NearMiss
