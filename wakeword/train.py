@@ -69,7 +69,7 @@ class TrainConfig:
     # Data recipe: how many examples each source gives, and how much each counts.
     user_copies: int = 60  # augmented copies of each user take (they are few, and the truth)
     tts_copies: int = 1
-    near_miss_limit: int = 300
+    near_miss_limit: int = 400
     near_miss_voices: int = 3  # voices per near-miss phrase
     sentence_voices: int = 2
     speech_copies: int = 4  # crops per negative recording
