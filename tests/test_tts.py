@@ -201,7 +201,7 @@ def test_engine_speaks(engine: str) -> None:
     assert len(plain) / SR == pytest.approx(PHRASE_SECONDS[engine], rel=0.25)
     assert np.sqrt(np.mean(plain**2)) > 0.05
     assert np.max(np.abs(plain[:80])) < 0.5 * tts.PEAK  # trimmed to the onset, not into it
-    assert len(slow) > 1.2 * len(fast)  # the engine's rate control works, in the right direction
+    assert len(slow) > 1.1 * len(fast)  # the rate control works, in the right direction (piper: random durations)
     pitched = tts.synthesize(PHRASE, tts.vary(voices[0], [1.0], [3.0])[0])
     assert len(pitched) == pytest.approx(len(plain), rel=0.2)
 

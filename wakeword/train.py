@@ -72,7 +72,8 @@ class TrainConfig:
     near_miss_limit: int = 400
     near_miss_voices: int = 3  # voices per near-miss phrase
     sentence_voices: int = 2
-    speech_copies: int = 4  # crops per negative recording
+    speech_copies: int = 4  # crops per negative recording...
+    speech_segments: int = 4000  # ...fewer when there are many recordings: at most about this many in all
     noise_segments: int = 400
     user_weight: float = 3.0
     hard_negatives: int = 600
@@ -303,7 +304,9 @@ def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Da
     cache = ArrayCache(config.cache_dir)
     n_pos = sum(s.label for s in train_src)
     n_user = sum(s.kind == "user" for s in train_src)
-    copies = {"user": config.user_copies, "tts": config.tts_copies, "speech": config.speech_copies, "noise": 2}
+    n_speech = max(1, sum(s.kind == "speech" for s in train_src))
+    speech_copies = max(1, min(config.speech_copies, round(config.speech_segments / n_speech)))
+    copies = {"user": config.user_copies, "tts": config.tts_copies, "speech": speech_copies, "noise": 2}
     # Real takes count user_weight times a synthetic one in total, however few they are.
     user_w = config.user_weight * max(1, n_pos - n_user) / max(1, n_user * config.user_copies) if n_user else 1.0
     weights = {"user": user_w, "near_miss": 1.0, "partial": 1.0}

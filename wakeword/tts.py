@@ -421,7 +421,10 @@ class PiperEngine(PythonEngine):
         from piper import SynthesisConfig
 
         with self.lock:
-            chunks = list(self.model.synthesize(text, SynthesisConfig(length_scale=1.0 / rate)))
+            # Piper draws phoneme durations at random (noise_w); at its default 0.8 a "slow" take can come
+            # out shorter than a "fast" one, which would make the speed grid meaningless.
+            config = SynthesisConfig(length_scale=1.0 / rate, noise_w_scale=0.3)
+            chunks = list(self.model.synthesize(text, config))
         if not chunks:
             raise TTSError(f"piper: no audio for {text!r}")
         audio = np.concatenate([chunk.audio_float_array for chunk in chunks])
