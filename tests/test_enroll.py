@@ -89,3 +89,43 @@ def test_real_wake_word_takes_mostly_pass():
     clips = [c for c in shared_data.manifest() if c.label in ("computer", "android", "hey_chatterbox")]
     passed = [check_take(load_audio(c.path)).ok for c in clips]
     assert np.mean(passed) > 0.9
+
+
+class FakeStream:
+    """Stands in for a sounddevice InputStream: 48 kHz stereo, a burst of 'speech' in the middle."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio, self.pos = audio, 0
+
+    def read(self, frames: int):
+        chunk = self.audio[self.pos : self.pos + frames]
+        self.pos += frames
+        if len(chunk) < frames:
+            chunk = np.concatenate([chunk, np.zeros((frames - len(chunk), 2), np.float32)])
+        return chunk, False
+
+
+def test_recording_path_with_a_fake_microphone(tmp_path, monkeypatch, capsys):
+    """The recording path (meter, resampling, checks, retries, files) without a sound card."""
+    from contextlib import contextmanager
+
+    import wakeword.microphone as mic
+    from wakeword.enroll import record_takes
+
+    takes = iter([np.zeros(3 * 48000, np.float32), take(seed=3), take(seed=4)])  # silent first: refused, retried
+
+    @contextmanager
+    def fake_open(device, blocksize=0):
+        mono = next(takes)
+        up = np.interp(np.arange(len(mono) * 3) / 3, np.arange(len(mono)), mono).astype(np.float32)
+        yield FakeStream(np.stack([up, up], axis=1)), 48000
+
+    monkeypatch.setattr(mic, "open_input_stream", fake_open)
+    monkeypatch.setattr(mic, "resolve_device", lambda device: {"index": 0, "name": "fake", "rate": 48000})
+    result = record_takes("hey nova", tmp_path, count=2, device=None, seconds=2.0)
+    assert [t.ok for t in result] == [False, True, True]
+    assert "no speech" in result[0].reason
+    assert len(list(tmp_path.glob("take_*.trimmed.wav"))) == 2
+    assert len([p for p in tmp_path.glob("take_*.wav") if ".trimmed" not in p.name]) == 3  # originals kept
+    err = capsys.readouterr().err
+    assert "Take 1/2" in err and "refused" in err and "dBFS" in err

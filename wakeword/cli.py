@@ -66,7 +66,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Record (or import with --from) takes of the phrase, check each, write trimmed copies."""
     from wakeword import enroll
+    from wakeword.phrases import describe_pronunciation, normalize_phrase
 
+    args.phrase = normalize_phrase(args.phrase)
+    print(f"phrase: {describe_pronunciation(args.phrase)}")
     out = Path(args.out)
     if args.from_dir:
         takes = enroll.import_takes(args.phrase, Path(args.from_dir), out)

@@ -174,11 +174,16 @@ def featurize(
     batch_size: int = 128,
     augment_tag: str = "",
     progress: str | None = None,
+    spec_augment_p: float = 0.0,
+    seed: int = 0,
 ) -> Features:
-    """Augment, log-mel and run the frozen bottom on every segment; cached per example key."""
+    """Augment, log-mel (SpecAugment-masked for a spec_augment_p share) and run the frozen bottom on
+    every segment; cached per example key."""
     n = len(segments.labels)
     acts = torch.zeros((n, 96, SPLIT_POSITIONS, 2), dtype=torch.float16)
-    keys = [content_key("acts", k, augment_tag) for k in segments.keys]
+    keys = [content_key("acts", k, augment_tag, spec_augment_p) for k in segments.keys]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    rng = np.random.default_rng(seed)
     todo = []
     for i, key in enumerate(keys):
         hit = cache.get(key) if cache else None
@@ -197,8 +202,13 @@ def featurize(
         audio = torch.from_numpy(segments.audio[idx]).to(device)
         if augment is not None:
             audio = augment(audio)
-        feats = np.stack([log_mel(a) for a in audio.cpu().numpy()])
-        out = encoder.forward_bottom(torch.from_numpy(feats).to(device)).to(torch.float16).cpu()
+        feats = torch.from_numpy(np.stack([log_mel(a) for a in audio.cpu().numpy()])).to(device)
+        masked = torch.as_tensor(np.flatnonzero(rng.random(len(idx)) < spec_augment_p), device=device)
+        if len(masked):
+            from wakeword.augment import spec_augment
+
+            feats[masked] = spec_augment(feats[masked], generator)
+        out = encoder.forward_bottom(feats).to(torch.float16).cpu()
         acts[idx] = out
         if cache:
             for j, i in enumerate(idx):

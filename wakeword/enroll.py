@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -162,9 +161,9 @@ def record_take(seconds: float, device: int | str | None) -> np.ndarray:
 
     chunks: list[np.ndarray] = []
     with open_input_stream(device) as (stream, rate):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            data, _overflowed = stream.read(int(rate * 0.05))
+        block = int(rate * 0.05)  # 50 ms per meter update; a blocking read of a real stream takes that long
+        for _ in range(round(seconds / 0.05)):
+            data, _overflowed = stream.read(block)
             chunks.append(data.copy())
             level = 10 * np.log10(max(float(np.mean(np.square(data, dtype=np.float64))), 1e-12))
             print("\r  " + level_bar(level), end="", file=sys.stderr, flush=True)

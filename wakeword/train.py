@@ -87,6 +87,7 @@ class TrainConfig:
     top_lr: float = 1e-4
     pull_to_pretrained: float = 1e-2  # L2-SP strength: sum of squared distances to the pretrained top
     val_fraction: float = 0.2
+    spec_augment_p: float = 0.3  # share of training examples with SpecAugment masks on the log-mel
     patience: int = 8
 
 
@@ -314,7 +315,10 @@ def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Da
     for name, src, seed in (("train", train_src, config.seed), ("val", val_src, config.seed + 1)):
         segments = make_segments(src, copies, weights, seed)
         augment = Augmenter(noises, rirs, device=device, seed=seed)
-        parts.append(featurize(segments, encoder, augment, cache, device, progress=f"features ({name})"))
+        masks = config.spec_augment_p if name == "train" else 0.0
+        parts.append(
+            featurize(segments, encoder, augment, cache, device, progress=f"features ({name})", spec_augment_p=masks)
+        )
     info.update(
         {
             "train_sources": counts(train_src),
@@ -601,7 +605,8 @@ def train(config: TrainConfig) -> dict:
         "training_seconds": round(time.time() - start, 1),
         "data": data.info,
         "augmentation": "speed 0.85-1.15, pitch +-2 st, reverb (real + simulated rooms), noise 0-20 dB SNR "
-        "(real + coloured), telephone/cheap-mic band-limiting, gain -18..+6 dB, clipping",
+        "(real + coloured), telephone/cheap-mic band-limiting, gain -18..+6 dB, clipping; SpecAugment masks on "
+        f"{config.spec_augment_p:.0%} of training examples",
         "phase1": {k: v for k, v in phase1.items() if k != "history"},
         "phase2": {k: v for k, v in phase2.items() if k != "history"} if phase2 else None,
         "validation": calibration,
