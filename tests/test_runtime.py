@@ -116,6 +116,17 @@ def test_int16_and_float_chunks_agree(model_dir):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_reset_starts_the_stream_afresh(model_dir):
+    from wakeword.runtime import Detector
+
+    detector = Detector([model_dir])
+    audio = speechlike(2.0)
+    first = detector.process_scores(audio)[1]
+    detector.process(speechlike(1.0, seed=5)[:777])
+    detector.reset()
+    np.testing.assert_array_equal(detector.process_scores(audio)[1], first)
+
+
 def test_bad_chunks_are_refused(model_dir):
     from wakeword.runtime import Detector
 

@@ -247,8 +247,18 @@ class Detector:
                 top.step(acts[id(bottom)])
 
     def reset(self) -> None:
-        """Forget the audio heard so far (as after a gap in the stream)."""
-        self.__init__(self.models, smoothing=None)  # type: ignore[misc]
+        """Forget the audio heard so far (as after a gap in the stream): silence state, no pending samples."""
+        for bottom in self._bottoms:
+            bottom.caches = [np.zeros_like(c) for c in bottom.caches]
+        for top in self._tops:
+            top.state = [np.zeros_like(s) for s in top.state]
+        for decision in self._decisions:
+            decision.recent.clear()
+            decision.above, decision.last_event = False, -(10**9)
+        self._frames = FrameStream()
+        self._pending = np.zeros(0, np.float32)
+        self.steps = 0
+        self._warm_up()
 
     @staticmethod
     def as_float(chunk: np.ndarray) -> np.ndarray:

@@ -72,7 +72,7 @@ class TrainConfig:
     near_miss_limit: int = 400
     near_miss_voices: int = 3  # voices per near-miss phrase
     sentence_voices: int = 2
-    speech_copies: int = 4  # crops per negative recording...
+    speech_copies: int = 12  # crops per ~12 s negative stretch...
     speech_segments: int = 4000  # ...fewer when there are many recordings: at most about this many in all
     noise_segments: int = 400
     user_weight: float = 3.0
@@ -249,6 +249,34 @@ def general_sentences() -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
+def as_streams(sources: list[Source], seconds: float = 12.0, seed: int = 0) -> list[Source]:
+    """Short recordings joined into ~12 s stretches with 0.1-0.6 s gaps, as a microphone hears talk.
+
+    Deployed, a window can end anywhere: mid-word, in a gap, just after one sentence and before the
+    next. Cropping segments from these stretches puts every such alignment into training; a clip
+    placed alone at a segment's end would only teach "speech that has just ended". Each stretch keeps
+    the group of its first clip, and clips of one group are kept together so the split stays honest.
+    """
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[Source]] = {}
+    for s in sources:
+        by_group.setdefault(s.group, []).append(s)
+    out, parts, group, length = [], [], "", 0
+    for g in rng.permutation(sorted(by_group)).tolist():
+        for s in by_group[g]:
+            if not parts:
+                group = g
+            gap = np.zeros(int(rng.uniform(0.1, 0.6) * SAMPLE_RATE), np.float32)
+            parts += [s.audio, gap]
+            length += len(s.audio) + len(gap)
+        if length >= seconds * SAMPLE_RATE:
+            out.append(Source(np.concatenate(parts), 0, "speech", group, origin=f"stream of {len(parts) // 2} clips"))
+            parts, length = [], 0
+    if parts:
+        out.append(Source(np.concatenate(parts), 0, "speech", group, origin=f"stream of {len(parts) // 2} clips"))
+    return out
+
+
 def load_folder_audio(dirs: list[Path]) -> list[np.ndarray]:
     return [s.audio for s in read_audio_dirs(dirs, "noise", 0)]
 
@@ -263,9 +291,9 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
         )
     sources += user
     synthetic, info = tts_sources(config, rng)
-    sources += synthetic
+    sources += [s for s in synthetic if s.kind != "speech"]
     sources += partial_sources([s for s in sources if s.label == 1], config.seed)
-    sources += read_audio_dirs(config.negatives, "speech", 0)
+    sources += as_streams(read_audio_dirs(config.negatives, "speech", 0) + [s for s in synthetic if s.kind == "speech"])
     noise = read_audio_dirs(config.noise, "noise", 0)
     sources += noise
     silent = np.zeros(SEGMENT_SAMPLES, np.float32)  # the augmenter turns these into pure noise segments
@@ -503,7 +531,7 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
     # With minutes of held-aside audio, "FA/h <= target" often means "no event at all": keep a margin
     # above the highest negative peak so the threshold does not sit exactly on it.
     peak = float(neg_scores.max()) if len(neg_scores) else 0.0
-    threshold = float(min(0.99, max(threshold, 0.5, peak + 0.5 * (1 - peak) * 0.2)))
+    threshold = float(min(0.9995, max(threshold, 0.5, peak + 0.1 * (1 - peak))))
     chosen = min(rows, key=lambda r: abs(r["threshold"] - threshold)) if rows else {}
     summary = {
         "threshold": threshold,
