@@ -6,6 +6,7 @@ For each wake word with real recordings (Mycroft Precise community data): train 
 the rest, through the runtime (the daemon's code path) with wakeword.evaluate's streaming, event-level
 protocol. Nothing a test uses is seen in training:
   - positives: K takes train, every other take of the word tests;
+  - negatives never contain the phrase ("hey computer" is not a negative for "computer");
   - negative speech is split by speaker (Speech Commands) or by file (other wake words): one half may
     be passed to training as --negatives, the other half tests, with the word's near-miss recordings;
   - noise files are split too: training augments with one half, the 10 dB test condition uses the other.
@@ -66,7 +67,16 @@ def run_word(label: str, k: int, quick: bool, work: Path, seed: int) -> list[dic
     takes = sorted((c for c in clips if c.label == label), key=lambda c: c.path.name)
     rng = np.random.default_rng(seed)
     chosen = {takes[i].path for i in rng.choice(len(takes), k, replace=False)}
-    speech = [c for c in clips if c.role in ("positive", "negative") and c.label not in (label, "ey_ordenador")]
+    # Negatives are speech that does not say the phrase: other words, minus any that contain it
+    # ("hey computer" says "computer"; a detector that fires on it is right) and minus Spanish.
+    words = set(WORDS[label].split())
+    speech = [
+        c
+        for c in clips
+        if c.role in ("positive", "negative")
+        and c.label not in (label, "ey_ordenador")
+        and not words & set(c.label.split("_"))
+    ]
     near = [c for c in speech if c.label in NEAR_MISSES.get(label, ())]
     others = [c for c in speech if c not in near]
     train_neg = [c.path for c in others if is_train_half(c)]
