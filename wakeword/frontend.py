@@ -105,6 +105,11 @@ def mel_filterbank() -> np.ndarray:
     return weights.T
 
 
+@cache
+def _scaled_window() -> np.ndarray:
+    return (hann_window() * INT16_SCALE).astype(np.float32)
+
+
 def num_frames(num_samples: int) -> int:
     """Mel frames in a buffer of num_samples (no padding)."""
     return 0 if num_samples < N_FFT else (num_samples - N_FFT) // HOP_LENGTH + 1
@@ -122,9 +127,11 @@ def mel_power(audio: np.ndarray) -> np.ndarray:
     if frames == 0:
         return np.zeros((0, N_MELS), dtype=np.float32)
     strided = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP_LENGTH][:frames]
-    windowed = strided * (hann_window() * INT16_SCALE).astype(np.float32)
-    spectrum = np.fft.rfft(windowed, axis=1)
+    spectrum = np.fft.rfft(strided * _scaled_window(), axis=1)
     power = spectrum.real**2 + spectrum.imag**2
+    # float64 on purpose: a float32 product sums in an order that depends on how many frames are
+    # computed together, and then a frame would differ by chunking; in float64 the rounding to float32
+    # at the end hides that.
     return (power @ mel_filterbank()).astype(np.float32)
 
 
