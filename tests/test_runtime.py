@@ -220,3 +220,22 @@ def test_detect_and_score_cli(model_dir, write, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = out.read_text().splitlines()
     assert rows[0].startswith("time,score_") and len(rows) == 1 + len(audio) // CHUNK_SAMPLES
+
+
+def test_int8_export_runs_and_is_marked(model_dir, tmp_path):
+    import shutil
+
+    import onnx
+
+    from wakeword.export import export_model
+    from wakeword.runtime import Detector
+
+    path = tmp_path / "m"
+    shutil.copytree(model_dir, path)
+    export_model(path, int8=True, calibration_audio=speechlike(8.0))
+    meta = {p.key: p.value for p in onnx.load(str(path / "top.int8.onnx")).metadata_props}
+    assert meta["wakeword_role"] == "top" and meta["quantization"] == "int8 static QDQ"
+    audio = speechlike(3.0, seed=2)
+    fp32 = Detector([path]).process_scores(audio)[1]
+    int8 = Detector([path], int8=True).process_scores(audio)[1]
+    assert int8.shape == fp32.shape and np.all(np.isfinite(int8))
