@@ -16,7 +16,7 @@ from wakeword.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wakeword", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "wakeword", *args], capture_output=True, text=True, timeout=900)
 
 
 def test_version_and_help():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.conftest import SR
-from wakeword.dataset import Source, make_segments, partial_sources, place_end, split_by_group
+from wakeword.dataset import Source, make_segments, partial_sources, place_end, scrambled_sources, split_by_group
 from wakeword.model import SEGMENT_SAMPLES
 
 
@@ -55,3 +55,16 @@ def test_partials_are_negative_and_shorter():
     (part,) = partial_sources(pos, seed=0)
     assert part.label == 0 and part.kind == "partial" and 0.3 * SR < len(part.audio) < 0.8 * SR
     assert part.group == "user:a"  # goes to the same side of the split as its take
+
+
+def test_scrambled_takes_are_the_same_voice_but_not_the_phrase():
+    take = np.linspace(-1, 1, SR).astype(np.float32)
+    (reversed_, swapped) = scrambled_sources([Source(take, 1, "user", "user:a", key="a")], seed=0)
+    for s in (reversed_, swapped):
+        assert s.label == 0 and s.kind == "scrambled" and s.group == "user:a" and len(s.audio) == SR
+        assert sorted(s.audio.tolist()) == sorted(take.tolist())  # the same samples...
+        assert not np.array_equal(s.audio, take)  # ...in another order
+    assert np.array_equal(reversed_.audio, take[::-1])
+    cut = int(np.argmin(swapped.audio))  # where the take's start now sits
+    assert 0.3 * SR < cut < 0.7 * SR and np.array_equal(swapped.audio[cut:], take[: SR - cut])
+    assert reversed_.key != swapped.key

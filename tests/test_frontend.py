@@ -109,6 +109,34 @@ def test_streaming_equals_whole_on_real_speech(encoder, real_speech):
     check_streaming(real_speech, encoder)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_chunk_fast_path_is_bit_identical_to_log_mel(seed):
+    """FrameStream's preallocated path for 1280-sample pushes (the runtime's) returns exactly log_mel's
+    frames, also when pushes of other sizes come in between; so does mel_power's strided framing."""
+    rng = np.random.default_rng(seed)
+    audio = np.concatenate([speechlike(6.0, seed=seed), np.zeros(5000, np.float32), tone(2.0, amplitude=0.9)])
+    expected = fe.log_mel(np.concatenate([np.zeros(fe.N_FFT - fe.HOP_LENGTH, np.float32), audio]))
+    stream, out, i = fe.FrameStream(), [], 0
+    while i < len(audio):
+        n = fe.CHUNK_SAMPLES if rng.random() < 0.8 else int(rng.integers(1, 3000))
+        out.append(stream.push(audio[i : i + n]))
+        i += n
+    out = np.concatenate(out)
+    assert len(out) == len(expected)
+    np.testing.assert_array_equal(out, expected)
+    whole = np.concatenate([np.zeros(fe.N_FFT - fe.HOP_LENGTH, np.float32), audio])
+    strided = np.lib.stride_tricks.sliding_window_view(whole, fe.N_FFT)[:: fe.HOP_LENGTH]
+    np.testing.assert_array_equal(fe.frame_view(whole, len(strided)), strided)
+
+
+def test_chunk_fast_path_returns_fresh_arrays():
+    stream = fe.FrameStream()
+    first = stream.push(speechlike(0.08, seed=3))
+    kept = first.copy()
+    stream.push(speechlike(0.08, seed=4))
+    np.testing.assert_array_equal(first, kept)
+
+
 def test_embedding_k_only_sees_audio_before_its_end(encoder):
     audio = speechlike(3.0, seed=1)
     base = fe.embed_audio(audio, encoder)

@@ -79,3 +79,85 @@ def test_too_few_usable_clips_is_refused(tmp_path, write, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "at least 3" in err[-1]
     assert not (tmp_path / "m").exists()
+
+
+def test_resume_trains_again_from_the_saved_weights_and_keeps_the_old_files(trained, tmp_path):
+    out, _card = trained
+    copy = tmp_path / "hey_nova"
+    shutil.copytree(out, copy)
+    before = (copy / "model.pt").read_bytes()
+    assert main(["train", "--resume", str(copy)]) == 0
+    assert (copy / "previous" / "model.pt").read_bytes() == before  # the old model is kept, not lost
+    resumed = json.loads((copy / "card.json").read_text())
+    assert resumed["phrase"] == "hey nova" and resumed["config"]["resume"] is True
+    assert resumed["data"]["cache_hits"] > 0  # synthesis and features came from the first run's cache
+    assert (copy / "top.onnx").exists()
+
+
+def test_resume_refuses_another_phrase_and_a_foreign_model(trained, tmp_path, capsys):
+    out, _ = trained
+    assert main(["train", "hey nora", "--resume", str(out)]) == 2
+    assert "was trained for 'hey nova'" in capsys.readouterr().err
+    foreign = tmp_path / "old"
+    shutil.copytree(out, foreign)
+    card = json.loads((foreign / "card.json").read_text())
+    card["feature_version"] = -1
+    (foreign / "card.json").write_text(json.dumps(card))
+    assert main(["train", "--resume", str(foreign)]) == 2
+    assert "feature version" in capsys.readouterr().err
+
+
+def test_features_strategy_is_logistic_regression_on_the_frozen_encoder(trained, tmp_path):
+    import torch
+
+    from wakeword.encoder import load_encoder
+    from wakeword.export import export_model
+    from wakeword.model import WakeWordNet
+    from wakeword.runtime import Detector
+    from wakeword.train import load_model, resume_config, train
+
+    out, _ = trained
+    config = resume_config(out, strategy="features")
+    config.out, config.resume = tmp_path / "features", False
+    card = train(config)
+    assert card["strategy"] == "features" and card["head"] == "linear" and card["phase2"] is None
+    net, _ = load_model(config.out)
+    trained_params = [n for n, p in net.named_parameters() if n.startswith("head.")]
+    assert trained_params == ["head.out.weight", "head.out.bias"]  # a linear classifier, nothing else
+    frozen = WakeWordNet(load_encoder()).top
+    for a, b in zip(net.top.parameters(), frozen.parameters(), strict=True):
+        assert torch.equal(a, b)  # the encoder is exactly the pretrained one
+    export_model(config.out)
+    scores = Detector([config.out]).process_scores(np.zeros(16000 * 2, np.float32))[1]
+    assert scores.shape == (25, 1) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_auto_strategy_and_unknown_strategies():
+    from wakeword.errors import WakewordError
+    from wakeword.train import choose_strategy
+
+    assert choose_strategy("head", 5) == "head"
+    assert choose_strategy("auto", 0) in ("features", "head", "top")
+    with pytest.raises(WakewordError, match="--strategy"):
+        choose_strategy("everything", 5)
+
+
+def test_tail_threshold_extrapolates_the_false_alarm_rate():
+    from wakeword.train import negative_peaks, tail_threshold
+
+    rng = np.random.default_rng(0)
+    # Peaks whose logits are exponential with scale 1 above 0: over 0.5 h, the rate above logit L is
+    # (count / 0.5 h) * exp(-L); 2000 of them give 4000/h at L = 0, so 0.5 FA/h sits at L = ln(8000).
+    peaks_logit = np.sort(rng.exponential(1.0, 2000))[::-1]
+    peaks = 1 / (1 + np.exp(-peaks_logit[:20]))
+    # The fit sees only the 20 highest; its k-th peak already carries the rate k / hours.
+    threshold = tail_threshold(peaks, hours=0.5, target_fa_per_hour=0.5)
+    logit = np.log(threshold / (1 - threshold))
+    assert abs(logit - np.log(8000)) < 1.0
+    assert threshold > peaks[0]  # past the highest peak seen: the data are too short to show 0.5/h
+    # Plenty of audio: the k-th peak is already rarer than the target, no extrapolation.
+    assert tail_threshold(peaks, hours=100.0, target_fa_per_hour=0.5) == peaks[-1]
+    # Peaks: one per refractory window, highest first.
+    scores = np.zeros(200)
+    scores[[10, 12, 100]] = [0.9, 0.95, 0.5]
+    assert negative_peaks(scores).tolist()[:2] == [0.95, 0.5]

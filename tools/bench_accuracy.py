@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,7 @@ TRAIN_NOISE = ("pink_noise", "white_noise", "bg_noise")  # the rest of the noise
 
 def is_train_half(clip: shared_data.Clip) -> bool:
     key = clip.speaker if clip.source.startswith("speech") else clip.path.name
-    return int.from_bytes(key.encode()[-2:], "little") % 2 == 0
+    return zlib.crc32(key.encode()) % 2 == 0
 
 
 def link_files(files: list[Path], folder: Path) -> Path:
@@ -57,12 +59,21 @@ def link_files(files: list[Path], folder: Path) -> Path:
     return folder
 
 
-def run_word(label: str, k: int, quick: bool, work: Path, seed: int) -> list[dict]:
-    from wakeword.cli import runtime_scorer
-    from wakeword.evaluate import evaluate_scorer
-    from wakeword.export import export_model
-    from wakeword.train import TrainConfig, quick_config, train
+@dataclass
+class WordSplit:
+    """Which recordings of ../shared/data train and which test, for one wake word."""
 
+    label: str
+    phrase: str
+    train_takes: list[Path]
+    test_takes: list[Path]
+    train_negatives: list[Path]
+    test_negatives: list[shared_data.Clip]
+    train_noise: list[Path]
+    test_noise: list[Path]
+
+
+def split_word(label: str, k: int, seed: int) -> WordSplit:
     clips = shared_data.manifest()
     takes = sorted((c for c in clips if c.label == label), key=lambda c: c.path.name)
     rng = np.random.default_rng(seed)
@@ -79,39 +90,68 @@ def run_word(label: str, k: int, quick: bool, work: Path, seed: int) -> list[dic
     ]
     near = [c for c in speech if c.label in NEAR_MISSES.get(label, ())]
     others = [c for c in speech if c not in near]
-    train_neg = [c.path for c in others if is_train_half(c)]
-    test_neg = [c for c in others if not is_train_half(c)] + near
-    noise = [c for c in clips if c.role == "noise"]
-    train_noise = [c.path for c in noise if any(t in str(c.path) for t in TRAIN_NOISE)]
-    test_noise = [c for c in noise if c.path not in train_noise]
+    noise = [c.path for c in clips if c.role == "noise"]
+    train_noise = [p for p in noise if any(t in str(p) for t in TRAIN_NOISE)]
+    return WordSplit(
+        label=label,
+        phrase=WORDS[label],
+        train_takes=sorted(chosen),
+        test_takes=[c.path for c in takes if c.path not in chosen],
+        train_negatives=[c.path for c in others if is_train_half(c)],
+        test_negatives=[c for c in others if not is_train_half(c)] + near,
+        train_noise=train_noise,
+        test_noise=[p for p in noise if p not in train_noise],
+    )
 
-    base = work / label
+
+def train_word(split: WordSplit, work: Path, quick: bool, seed: int, **overrides) -> tuple[Path, dict, float]:
+    """Train (and export) from the split's K takes; returns the model folder, its card and the seconds."""
+    from wakeword.export import export_model
+    from wakeword.train import TrainConfig, quick_config, train
+
+    base = work / split.label
     make = quick_config if quick else TrainConfig
     config = make(
-        phrase=WORDS[label],
+        phrase=split.phrase,
         out=base / "model",
-        clips=link_files(sorted(chosen), base / "clips"),
-        negatives=[link_files(train_neg, base / "negatives")],
-        noise=[link_files(train_noise, base / "noise")],
+        clips=link_files(split.train_takes, base / "clips") if split.train_takes else None,
+        negatives=[link_files(split.train_negatives, base / "negatives")],
+        noise=[link_files(split.train_noise, base / "noise")],
         rirs=[shared_data.DATA_DIR / "rir"],
         seed=seed,
+        **overrides,
     )
     start = time.time()
     card = train(config)
     export_model(config.out)
-    train_s = time.time() - start
-    scorer, model = runtime_scorer(str(config.out), "CPUExecutionProvider")
-    positives = [load_audio(c.path) for c in takes if c.path not in chosen]
-    negatives = [load_audio(c.path) for c in test_neg]
-    noise_audio = np.concatenate([load_audio(c.path) for c in test_noise])
+    return config.out, card, time.time() - start
+
+
+def evaluate_word(model_dir: Path, split: WordSplit, seed: int, int8: bool = False, noisy: bool = True) -> list:
+    """Both conditions (clean, noise at 10 dB; clean only if not noisy) through the runtime: EvalReports."""
+    from wakeword.cli import runtime_scorer
+    from wakeword.evaluate import evaluate_scorer
+
+    scorer, model = runtime_scorer(str(model_dir), "CPUExecutionProvider", int8=int8)
+    positives = [load_audio(p) for p in split.test_takes]
+    negatives = [load_audio(c.path) for c in split.test_negatives]
+    noise_audio = np.concatenate([load_audio(p) for p in split.test_noise])
+    return [
+        evaluate_scorer(scorer, positives, negatives, split.phrase, model.threshold, noise_arg, snr, seed)
+        for noise_arg, snr in ((None, None), (noise_audio, 10.0))[: 2 if noisy else 1]
+    ]
+
+
+def run_word(label: str, k: int, quick: bool, work: Path, seed: int) -> list[dict]:
+    split = split_word(label, k, seed)
+    model_dir, card, train_s = train_word(split, work, quick, seed)
     rows = []
-    for condition, noise_arg, snr in (("clean", None, None), ("noise 10 dB", noise_audio, 10.0)):
-        report = evaluate_scorer(scorer, positives, negatives, WORDS[label], model.threshold, noise_arg, snr, seed)
+    for report in evaluate_word(model_dir, split, seed):
         at = report.at_model_threshold or {}
         rows.append(
             {
-                "word": WORDS[label],
-                "condition": condition,
+                "word": split.phrase,
+                "condition": "clean" if report.condition == "clean" else "noise 10 dB",
                 "k": k,
                 "test_positives": report.positives,
                 "negative_hours": round(report.negative_hours, 3),
@@ -137,7 +177,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"Run {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
         f"git {revision.stdout.strip() or 'unknown'}, recipe {'quick' if args.quick else 'default'}, K = {args.k}, "
-        f"seed {args.seed}. Command: `python tools/bench_accuracy.py {' '.join(sys.argv[1:])}`.",
+        f"seed {args.seed}. Command: `{shared_data.shown_command('tools/bench_accuracy.py', sys.argv[1:])}`.",
         "Streaming, event-level (wakeword.evaluate): an event is a rising threshold crossing with a 2 s refractory "
         "merge; a positive counts if an event starts within [clip start, clip end + 0.5 s]. Negatives are the "
         "held-out half of the other speech in ../shared/data plus the word's near-miss recordings; with about "

@@ -9,12 +9,15 @@ cd "$(dirname "$0")/.."
 # offline TTS voices training uses (docs/voices.md); mbrola*, libttspico-utils and rhvoice* come from
 # Debian's contrib/non-free. A voice package that cannot be installed is skipped: training uses what is there.
 REQUIRED="libportaudio2 espeak-ng"
+# For the tests: a software sound card for the daemon's end-to-end test (PulseAudio reached through
+# ALSA's pulse plugin) and an emulated arm64 Debian root for the embedded bundle (tools/test_arm64.sh).
+TESTING="pulseaudio pulseaudio-utils libasound2-plugins debootstrap qemu-user-static"
 VOICES="mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils flite festival festvox-kallpc16k
   festvox-kdlpc16k festvox-rablpc16k festvox-don festvox-us-slt-hts rhvoice rhvoice-english"
 NONFREE_SOURCES=/etc/apt/sources.list.d/wakeword-contrib-nonfree.sources
 
 missing=""
-for pkg in $REQUIRED $VOICES; do
+for pkg in $REQUIRED $TESTING $VOICES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -32,6 +35,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y -qq --no-install-recommends $REQUIRED >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends $TESTING >/dev/null \
+    || echo "setup: test packages ($TESTING) not installed: the daemon and arm64 tests will skip" >&2
   if ! $SUDO apt-get install -y -qq --no-install-recommends $VOICES >/dev/null 2>&1; then
     for pkg in $VOICES; do
       $SUDO apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 \

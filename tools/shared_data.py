@@ -61,3 +61,19 @@ def parity_clips(seed: int = 0) -> list[Clip]:
             chosen.append(group[i])
     chosen += [c for c in clips if c.role == "noise"]
     return chosen
+
+
+def shown_command(script: str, argv: list[str]) -> str:
+    """The command line as a report shows it: without --out/--json/--work paths, which are this machine's."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--out", "--json", "--work"):
+            skip = True
+            continue
+        if arg.startswith(("--out=", "--json=", "--work=")):
+            continue
+        shown.append(arg)
+    return " ".join(["python", script, *shown])

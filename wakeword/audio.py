@@ -1,6 +1,8 @@
 """Audio in and out: any file or buffer becomes 16 kHz mono float32 in [-1, 1], or a clear error.
 
 This is the bottom layer: numpy, soundfile and soxr only, so the torch-free runtime can use it.
+soundfile and soxr are imported where they are used: an embedded bundle (wakeword.bundle) carries
+this module to boards that have numpy and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from wakeword.errors import AudioError
 
@@ -27,6 +27,8 @@ def load_audio(path: str | Path) -> np.ndarray:
     Stereo is averaged to mono, other rates are resampled (soxr, high quality).
     Raises AudioError with a one-line reason for anything that is not usable audio.
     """
+    import soundfile as sf
+
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -74,6 +76,8 @@ def to_mono_16k(samples: np.ndarray, rate: int, name: str = "audio") -> np.ndarr
         log.info("%s: %d channels averaged to mono", name, samples.shape[1])
     mono = samples.mean(axis=1, dtype=np.float32)
     if rate != SAMPLE_RATE:
+        import soxr
+
         log.info("%s: resampled %d Hz -> %d Hz", name, rate, SAMPLE_RATE)
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
     return np.ascontiguousarray(mono, dtype=np.float32)
@@ -81,5 +85,7 @@ def to_mono_16k(samples: np.ndarray, rate: int, name: str = "audio") -> np.ndarr
 
 def write_wav(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Write float audio in [-1, 1] as 16-bit PCM WAV (clipping anything outside)."""
+    import soundfile as sf
+
     pcm = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32767.0), -32768, 32767).astype(np.int16)
     sf.write(str(path), pcm, rate, subtype="PCM_16")

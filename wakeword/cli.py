@@ -104,30 +104,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Few-shot fine-tuning of the pretrained encoder for one phrase."""
     require_torch("train")
     from wakeword.phrases import describe_pronunciation, normalize_phrase
-    from wakeword.train import TrainConfig, train
+    from wakeword.train import TrainConfig, resume_config, train
 
-    phrase = normalize_phrase(args.phrase)
-    out = Path(args.out or phrase.replace(" ", "_"))
-    refuse_overwrite(out, args.force)
     for folder in [args.clips, *args.negatives, *args.noise, *args.rirs]:
         if folder and not Path(folder).is_dir():
             raise WakewordError(f"{folder}: not a folder")
-    print(f"phrase: {describe_pronunciation(phrase)}")
-    config = TrainConfig(
-        phrase=phrase,
-        out=out,
-        clips=Path(args.clips) if args.clips else None,
-        negatives=[Path(p) for p in args.negatives],
-        noise=[Path(p) for p in args.noise],
-        rirs=[Path(p) for p in args.rirs],
-        device=args.device,
-        target_fa_per_hour=args.target_fa_per_hour,
-        head=args.head,
-        strategy=args.strategy,
-        commercial_safe=not args.all_voices,
-        seed=args.seed,
-        cache_dir=Path(args.cache) if args.cache else None,
-    )
+    if args.resume:
+        out = Path(args.resume)
+        config = resume_config(
+            out,
+            clips=Path(args.clips) if args.clips else None,
+            negatives=[Path(p) for p in args.negatives] or None,
+            noise=[Path(p) for p in args.noise] or None,
+            rirs=[Path(p) for p in args.rirs] or None,
+            device=args.device,
+            cache_dir=Path(args.cache) if args.cache else None,
+        )
+        if args.phrase and normalize_phrase(args.phrase) != config.phrase:
+            raise WakewordError(f"{out} was trained for '{config.phrase}', not '{normalize_phrase(args.phrase)}'")
+        print(f"resuming {out}: its files move to {out / 'previous'} when the new model is saved")
+    else:
+        if not args.phrase:
+            raise WakewordError("give the phrase to train (or --resume MODEL_DIR)")
+        phrase = normalize_phrase(args.phrase)
+        out = Path(args.out or phrase.replace(" ", "_"))
+        refuse_overwrite(out, args.force)
+        config = TrainConfig(
+            phrase=phrase,
+            out=out,
+            clips=Path(args.clips) if args.clips else None,
+            negatives=[Path(p) for p in args.negatives],
+            noise=[Path(p) for p in args.noise],
+            rirs=[Path(p) for p in args.rirs],
+            device=args.device,
+            target_fa_per_hour=args.target_fa_per_hour,
+            head=args.head,
+            strategy=args.strategy,
+            commercial_safe=not args.all_voices,
+            seed=args.seed,
+            cache_dir=Path(args.cache) if args.cache else None,
+        )
+    print(f"phrase: {describe_pronunciation(config.phrase)}")
     card = train(config)
     from wakeword.export import export_model
 
@@ -140,7 +157,8 @@ def print_training_summary(card: dict, out: Path) -> None:
     data, val = card["data"], card.get("validation") or {}
     p1, p2 = card["phase1"], card.get("phase2")
     lines = [
-        f"trained '{card['phrase']}' in {card['training_seconds']:.0f} s on {card['device']}",
+        f"trained '{card['phrase']}' ({card['strategy']} strategy, {card['head']} head) in "
+        f"{card['training_seconds']:.0f} s on {card['device']}",
         f"  data: {data['user_clips']} of your takes, {data['positive_voice_configs']} synthetic voice configs "
         f"({data['positive_speakers']} speakers), {data['near_miss_phrases']} near-miss phrases, "
         f"{data['train_examples']} training / {data['val_examples']} validation examples",
@@ -169,6 +187,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         from wakeword.audio import load_audio
 
         calibration = np.concatenate([load_audio(p) for p in args.calibration])
+    if args.target == "embedded":
+        from wakeword.bundle import export_bundle
+
+        if not args.out:
+            raise WakewordError("--target embedded needs --out BUNDLE_DIR")
+        refuse_overwrite(Path(args.out), args.force)
+        if calibration is not None and args.quantization != "static":
+            print("wakeword: warning: --calibration only matters with --quantization static", file=sys.stderr)
+        report = export_bundle(
+            Path(args.model), Path(args.out), calibration_audio=calibration, quantization=args.quantization
+        )
+        for name, size in report["files"].items():
+            print(f"{Path(args.out) / name}: {size / 1024:.0f} KB")
+        return 0
     info = export_model(Path(args.model), int8=args.int8, calibration_audio=calibration)
     for name in info["files"]:
         size = (Path(args.model) / name).stat().st_size
@@ -265,6 +297,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_listen_arguments(p: argparse.ArgumentParser) -> None:
+    from wakeword.listen import add_arguments  # the daemon owns its options
+
+    add_arguments(p)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """The live microphone daemon (wakeword.listen)."""
+    from wakeword.listen import run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on a bundled default: synthesise, train, export, then detect in a test recording."""
     require_torch("demo")
@@ -301,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("train", help="train a wake word from a few takes (or synthetic voices only)")
-    p.add_argument("phrase", help="the wake phrase, e.g. 'hey nova'")
+    p.add_argument("phrase", nargs="?", help="the wake phrase, e.g. 'hey nova' (optional with --resume)")
     p.add_argument("--clips", help="folder of your takes (from 'wakeword enroll'); omit for synthetic-only")
+    p.add_argument("--resume", metavar="MODEL_DIR", help="train MODEL_DIR again from its weights and cache")
     p.add_argument("--negatives", nargs="*", default=[], help="folders of real speech that is NOT the phrase")
     p.add_argument("--noise", nargs="*", default=[], help="folders of background noise recordings")
     p.add_argument("--rirs", nargs="*", default=[], help="folders of room impulse responses")
@@ -310,7 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--target-fa-per-hour", type=float, default=0.5, help="false accepts per hour to calibrate for")
     p.add_argument("--head", default="conv", choices=["conv", "gru"], help="temporal head (default conv)")
-    p.add_argument("--strategy", default="top", choices=["head", "top"], help="head: frozen encoder; top: fine-tune")
+    p.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "features", "head", "top"],
+        help="features: frozen encoder + logistic regression; head: frozen encoder + temporal head; "
+        "top: + the encoder's top layers fine-tuned; auto: chosen from the number of takes (default)",
+    )
     p.add_argument("--all-voices", action="store_true", help="also use non-commercial voices (MBROLA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", help="feature/synthesis cache folder (default ~/.cache/wakeword)")
@@ -321,6 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder made by 'wakeword train'")
     p.add_argument("--int8", action="store_true", help="also write int8 graphs, calibrated on audio")
     p.add_argument("--calibration", nargs="*", help="audio files for int8 calibration (default: synthesised speech)")
+    p.add_argument(
+        "--target",
+        default="desktop",
+        choices=["desktop", "embedded"],
+        help="embedded: an int8 bundle with a numpy + onnxruntime runner, written to --out",
+    )
+    p.add_argument("--out", help="bundle folder for --target embedded")
+    p.add_argument(
+        "--quantization",
+        default="weights",
+        choices=["weights", "static"],
+        help="embedded: int8 weights computed in fp32 (default; same scores on every CPU) or static int8 "
+        "activations calibrated on audio",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out bundle")
     p.set_defaults(func=cmd_export)
 
     for name, helptext in (
@@ -349,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="evaluate the int8 graphs")
     p.add_argument("--providers", default="auto", help="onnxruntime providers")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("listen", help="the microphone daemon: one JSON line per detection, runs for months")
+    p.set_defaults(func=cmd_listen)
+    add_listen_arguments(p)
 
     p = sub.add_parser("demo", help="run the main job on a bundled default phrase")
     p.add_argument("--phrase", default=DEMO_PHRASE, help=f"phrase to synthesise (default: {DEMO_PHRASE!r})")

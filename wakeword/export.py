@@ -1,12 +1,18 @@
 """ONNX export of a trained wake word: the shared encoder bottom and the per-wake-word top, streaming.
 
-    MODEL_DIR/bottom.onnx    8 mel frames + 9 caches -> 2 split positions + caches   (same for every wake word)
-    MODEL_DIR/top.onnx       2 split positions + 2 caches + 15 embeddings -> score + state
-    MODEL_DIR/*.int8.onnx    the same, int8 (static QDQ quantisation calibrated on audio), with --int8
+    MODEL_DIR/bottom.onnx    frames (1, 8, 32) + state (8896,) -> acts (1, 96, 2, 2) + state   (same for every word)
+    MODEL_DIR/top.onnx       acts + state (1, 1600) -> scores (1,) + state                   (conv head)
+                             acts + state (1984,) -> scores (1,) + state                     (GRU head)
+    MODEL_DIR/*.int8.onnx    with --int8: the bottom (and a GRU top) static QDQ int8 calibrated on audio; a
+                             conv top with int8 weights and fp32 arithmetic (it stays stackable)
 
-Opset 17, exported by torch's TorchScript exporter (no onnxscript needed). Every graph carries its
-role, the feature version and the package version as metadata, which the runtime checks. The mel
-front end is not in the graphs: the runtime uses wakeword.frontend, the same numpy code training uses.
+Opset 17. The bottom (and a GRU head's top) are exported by torch's TorchScript exporter from
+wakeword.streaming; a conv head's top is written by the runtime's own conv_top_graph from the weights
+(conv_top_weights), because the runtime stacks the tops of all conv-head wake words into one graph
+and reads their weights back from these files. Every graph carries its role, the feature version,
+the graph (signature) version, the package version and its state layout as metadata; the runtime
+checks them. The mel front end is not in the graphs: the runtime uses wakeword.frontend, the same
+numpy code training uses.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import torch
 
 from wakeword import FEATURE_VERSION, __version__
 from wakeword.errors import WakewordError
-from wakeword.streaming import StreamingBottom, StreamingTop
+from wakeword.runtime import CONV_TOP_KIND, CONV_TOP_STATE, GRAPH_VERSION, conv_top_graph
+from wakeword.streaming import StateLayout, StreamingBottom, StreamingTop, conv_top_weights
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +43,28 @@ def int8_name(name: str) -> str:
     return name.replace(".onnx", ".int8.onnx")
 
 
+def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    """Replace the model's metadata with `values` (one entry per key)."""
+    del model.metadata_props[:]
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def export_module(
-    module: torch.nn.Module, example: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str], role: str
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    inputs: list[str],
+    outputs: list[str],
+    role: str,
+    layout: StateLayout,
 ) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated, and enough
+        # The GRU's trace notes (batch size fixed at 1, shape checks become constants) are what we want.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*", category=UserWarning)
         torch.onnx.export(
             module,
             example,
@@ -53,29 +76,43 @@ def export_module(
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buffer.getvalue())
-    for key, value in {
-        "wakeword_role": role,
-        "feature_version": str(FEATURE_VERSION),
-        "wakeword_version": __version__,
-    }.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, graph_metadata(role, layout))
     onnx.checker.check_model(model)
     return model
 
 
+def graph_metadata(role: str, layout: StateLayout) -> dict[str, str]:
+    """What the runtime checks (role, versions) and what tools read (where each cache sits in the state)."""
+    return {
+        "wakeword_role": role,
+        "feature_version": str(FEATURE_VERSION),
+        "wakeword_version": __version__,
+        "graph_version": str(GRAPH_VERSION),
+        "state_layout": json.dumps(layout.as_json()),
+    }
+
+
 def export_bottom(bottom: StreamingBottom) -> onnx.ModelProto:
-    caches = bottom.initial_state()
-    names = [f"cache_{i}" for i in range(len(caches))]
-    example = (torch.zeros(1, 8, 32), *caches)
-    return export_module(bottom, example, ["frames", *names], ["acts", *[n + "_out" for n in names]], "bottom")
+    example = (torch.zeros(1, 8, 32), bottom.initial_state())
+    return export_module(bottom, example, ["frames", "state"], ["acts", "state_out"], "bottom", bottom.layout)
 
 
-def export_top(top: StreamingTop, bottom: StreamingBottom) -> onnx.ModelProto:
-    state = top.initial_state(bottom)
-    names = [f"cache_{i}" for i in range(len(state) - 1)] + ["embeddings"]
-    example = (torch.zeros(1, 96, 2, 2), *state)
-    return export_module(top, example, ["acts", *names], ["score", *[n + "_out" for n in names]], "top")
+def export_top(top: StreamingTop, bottom: StreamingBottom, int8: bool = False) -> onnx.ModelProto:
+    """The wake word's top. For a conv head, the graph the runtime stacks, written by the runtime's own
+    conv_top_graph (W = 1); int8 stores its weight matrices as int8 with a scale per output channel
+    (the arithmetic stays fp32: these are memory-bound matrix-vector products, where static int8 with
+    its quantise/requantise steps measured slower than fp32). For a GRU head, the torch module's graph,
+    which runs on its own (int8: static QDQ, see quantize)."""
+    if not top.streaming_head:
+        example = (torch.zeros(1, 96, 2, 2), top.initial_state(bottom))
+        return export_module(top, example, ["acts", "state"], ["scores", "state_out"], "top", top.layout)
+    layout = StateLayout(tuple(CONV_TOP_STATE), tuple(CONV_TOP_STATE.values()))
+    metadata = graph_metadata("top", layout) | {"top_kind": CONV_TOP_KIND}
+    if int8:
+        metadata["quantization"] = "int8 weights, one scale per output channel; fp32 arithmetic"
+    model = onnx.load_from_string(conv_top_graph([conv_top_weights(top)], metadata, int8=int8))
+    onnx.checker.check_model(model)
+    return model
 
 
 def calibration_inputs(model_dir: Path, audio: np.ndarray) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -109,19 +146,16 @@ def quantize(fp32: Path, feeds: list[dict[str, np.ndarray]], out: Path) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        # State tensors pass through unquantised: re-quantising them every step would compound error.
+        # The state is quantised too. That does not compound: re-rounding a value onto the grid it is
+        # already on changes nothing, and the bottom's caches are replaced every step anyway.
         nodes_to_exclude=[],
         extra_options={"ForceQuantizeNoInputCheck": False},
     )
     model = onnx.load(str(out))
-    for key, value in {
-        "wakeword_role": onnx.load(str(fp32)).metadata_props[0].value,
-        "feature_version": str(FEATURE_VERSION),
-        "wakeword_version": __version__,
-        "quantization": "int8 static QDQ",
-    }.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    source = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    # Not "top_kind": an int8 top runs as its own graph, it is not stacked with the fp32 tops.
+    kept = {k: v for k, v in source.items() if k != "top_kind"}
+    set_metadata(model, kept | {"quantization": "int8 static QDQ"})
     onnx.save(model, str(out))
 
 
@@ -145,8 +179,12 @@ def export_model(model_dir: Path, int8: bool = False, calibration_audio: np.ndar
         if calibration_audio is None:
             calibration_audio = default_calibration_audio(card["phrase"])
         feeds = calibration_inputs(model_dir, calibration_audio)
-        for name, role in ((BOTTOM, "bottom"), (TOP, "top")):
-            quantize(model_dir / name, feeds[role], model_dir / int8_name(name))
+        quantize(model_dir / BOTTOM, feeds["bottom"], model_dir / int8_name(BOTTOM))
+        if top.streaming_head:
+            onnx.save(export_top(top, bottom, int8=True), str(model_dir / int8_name(TOP)))
+        else:
+            quantize(model_dir / TOP, feeds["top"], model_dir / int8_name(TOP))
+        for name in (BOTTOM, TOP):
             files[int8_name(name)] = sha256(model_dir / int8_name(name))
     card["export"] = {"opset": OPSET, "files": files, "bottom_shared_sha256": files[BOTTOM]}
     (model_dir / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")

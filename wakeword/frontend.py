@@ -120,14 +120,19 @@ def num_embeddings(num_frames_: int) -> int:
     return 0 if num_frames_ < WINDOW_FRAMES else (num_frames_ - WINDOW_FRAMES) // EMBEDDING_HOP_FRAMES + 1
 
 
+def frame_view(audio: np.ndarray, frames: int) -> np.ndarray:
+    """(frames, 512) overlapping windows of contiguous float32 audio, every 160 samples: a view, no copy."""
+    step = audio.strides[0]
+    return np.lib.stride_tricks.as_strided(audio, (frames, N_FFT), (HOP_LENGTH * step, step), writeable=False)
+
+
 def mel_power(audio: np.ndarray) -> np.ndarray:
     """(frames, 32) mel power of float audio in [-1, 1] at int16 scale, frames every 10 ms."""
-    audio = np.asarray(audio, dtype=np.float32)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
     frames = num_frames(len(audio))
     if frames == 0:
         return np.zeros((0, N_MELS), dtype=np.float32)
-    strided = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP_LENGTH][:frames]
-    spectrum = np.fft.rfft(strided * _scaled_window(), axis=1)
+    spectrum = np.fft.rfft(frame_view(audio, frames) * _scaled_window(), axis=1)
     power = spectrum.real**2 + spectrum.imag**2
     # float64 on purpose: a float32 product sums in an order that depends on how many frames are
     # computed together, and then a frame would differ by chunking; in float64 the rounding to float32
@@ -158,20 +163,68 @@ def log_mel(audio: np.ndarray, clamp: str = "floor") -> np.ndarray:
     return power_to_features(mel_power(audio), clamp)
 
 
+class _ChunkFeatures:
+    """log_mel of exactly 1632 samples (one 80 ms chunk and the 352 before it), in preallocated buffers.
+
+    The same numpy operations as mel_power and power_to_features in the same order, so the output is
+    bit-identical (tests/test_frontend.py checks it); what it saves is their allocations and Python
+    overhead, most of the front end's cost at this size (the runtime calls it every 80 ms).
+    """
+
+    FRAMES = EMBEDDING_HOP_FRAMES
+
+    def __init__(self) -> None:
+        self.samples = np.zeros(CHUNK_SAMPLES + N_FFT - HOP_LENGTH, np.float32)
+        self.frames = frame_view(self.samples, self.FRAMES)
+        self.windowed = np.empty((self.FRAMES, N_FFT), np.float32)
+        self.spectrum = np.empty((self.FRAMES, N_FFT // 2 + 1), np.complex64)
+        self.squares = np.empty((self.FRAMES, N_FFT + 2), np.float32)  # re^2, im^2 interleaved
+        self.power = np.empty((self.FRAMES, N_FFT // 2 + 1), np.float32)
+        self.mel64 = np.empty((self.FRAMES, N_MELS), np.float64)
+        self.db = np.empty((self.FRAMES, N_MELS), np.float32)
+
+    def __call__(self) -> np.ndarray:
+        """Features of the samples in self.samples: a new (8, 32) array."""
+        np.multiply(self.frames, _scaled_window(), out=self.windowed)
+        spectrum = np.fft.rfft(self.windowed, axis=1, out=self.spectrum).view(np.float32)
+        np.multiply(spectrum, spectrum, out=self.squares)  # re*re and im*im, as spectrum.real**2 ...
+        np.add(self.squares[:, 0::2], self.squares[:, 1::2], out=self.power)  # ... + spectrum.imag**2
+        np.matmul(self.power, mel_filterbank(), out=self.mel64)
+        db = self.db
+        db[...] = self.mel64  # the float32 rounding of mel_power
+        np.maximum(db, AMIN, out=db)
+        np.log10(db, out=db)
+        np.multiply(db, 10.0, out=db)
+        np.maximum(db, FLOOR_DB, out=db)
+        np.multiply(db, FEATURE_SCALE, out=db)
+        return np.add(db, FEATURE_OFFSET)
+
+
 class FrameStream:
     """Audio chunks of any size in, mel feature frames out, exactly as if the audio came in one piece.
 
     It starts from `preroll` samples of silence. The default, N_FFT - HOP_LENGTH, is the least that
     makes every 1280-sample chunk complete exactly 8 frames; earlier frames are silence, which the
-    streaming encoder's initial state already stands for.
+    streaming encoder's initial state already stands for. Pushing 1280 samples at a time from there
+    (what the runtime does) takes a faster path with the same output.
     """
 
     def __init__(self, preroll: int = N_FFT - HOP_LENGTH) -> None:
         self._samples = np.zeros(preroll, dtype=np.float32)  # not yet framed
+        self._chunk: _ChunkFeatures | None = None
 
     def push(self, audio: np.ndarray) -> np.ndarray:
         """Add samples; return the new (n, 32) feature frames they complete."""
-        samples = np.concatenate([self._samples, np.asarray(audio, dtype=np.float32).reshape(-1)])
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if len(audio) == CHUNK_SAMPLES and len(self._samples) == N_FFT - HOP_LENGTH:
+            if self._chunk is None:
+                self._chunk = _ChunkFeatures()
+            buffer = self._chunk.samples
+            buffer[: len(self._samples)] = self._samples
+            buffer[len(self._samples) :] = audio
+            self._samples = buffer[CHUNK_SAMPLES:]  # a view: copied into place at the next push
+            return self._chunk()
+        samples = np.concatenate([self._samples, audio])
         frames = num_frames(len(samples))
         self._samples = samples[frames * HOP_LENGTH :]
         if frames == 0:

@@ -61,6 +61,16 @@ def resolve_device(device: int | str | None) -> dict[str, Any]:
     return matches[0]
 
 
+def pick_channels(sd: Any, info: dict[str, Any], rate: int) -> int:
+    """Mono when the device offers it (PulseAudio/PipeWire downmix well; their ALSA devices report 32
+    channels), else all its channels (averaged later)."""
+    try:
+        sd.check_input_settings(device=info["index"], channels=1, samplerate=rate, dtype="float32")
+        return 1
+    except Exception:  # sd.PortAudioError or ValueError: 1 channel is not a native configuration
+        return int(info["channels"])
+
+
 @contextmanager
 def open_input_stream(device: int | str | None, blocksize: int = 0) -> Iterator[tuple[Any, int]]:
     """A started blocking InputStream at the device's native rate and channel count (float32)."""
@@ -70,7 +80,7 @@ def open_input_stream(device: int | str | None, blocksize: int = 0) -> Iterator[
         stream = sd.InputStream(
             device=info["index"],
             samplerate=info["rate"],
-            channels=info["channels"],
+            channels=pick_channels(sd, info, info["rate"]),
             dtype="float32",
             blocksize=blocksize,
         )

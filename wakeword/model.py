@@ -3,8 +3,9 @@
     split activations (batch, 96, 38, 2)  ->  EncoderTop  ->  (batch, 16, 96) embeddings  ->  head  ->  logit
 
 16 embeddings are 1.28 s of steps; with the 775 ms each one sees, a score looks at the last 1.98 s.
-Two heads are kept (the training issue compares them): ConvHead, dilated temporal convolutions
-ending in a position-aware linear layer, and GRUHead, a recurrent baseline.
+Three heads: ConvHead, dilated temporal convolutions ending in a position-aware linear layer (the
+default); GRUHead, a recurrent baseline; LinearHead, logistic regression on pooled embeddings (the
+'features' strategy).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SEGMENT_FRAMES = WINDOW_FRAMES + (HEAD_STEPS - 1) * 8
 SEGMENT_SAMPLES = (SEGMENT_FRAMES - 1) * HOP_LENGTH + N_FFT  # 31712 samples, 1.98 s
 SPLIT_POSITIONS = TOP_WINDOW + (HEAD_STEPS - 1) * TOP_HOP  # 38 activation positions per example
 EMBEDDING_SCALE = 0.1  # embeddings reach +-60; the head sees them at a unit-ish scale
-HEADS = ("conv", "gru")
+HEADS = ("conv", "gru", "linear")
 
 
 class ConvHead(nn.Module):
@@ -70,11 +71,26 @@ class GRUHead(nn.Module):
         return self.out(self.drop(last[-1])).squeeze(-1)
 
 
+class LinearHead(nn.Module):
+    """Logistic regression on the window's embeddings pooled over time (mean and max): the encoder as a
+    fixed feature extractor with the simplest classifier on top, the baseline of the 'features' strategy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(2 * EMBEDDING_DIM, 1)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        x = embeddings * EMBEDDING_SCALE
+        return self.out(torch.cat([x.mean(1), x.amax(1)], dim=-1)).squeeze(-1)
+
+
 def make_head(kind: str) -> nn.Module:
     if kind == "conv":
         return ConvHead()
     if kind == "gru":
         return GRUHead()
+    if kind == "linear":
+        return LinearHead()
     raise ValueError(f"head must be one of {HEADS}, not {kind!r}")
 
 
