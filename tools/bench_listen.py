@@ -229,7 +229,8 @@ def bench_live(model: Path, audio: np.ndarray, ends: list[int], extra: list[str]
             reported.append(near[0]["latency_ms"])
     ms = np.array(latencies) * 1000
     return {
-        "command": " ".join(["wakeword", *command[3:]]),
+        # The model folder is a temporary one: shown by name, not by this machine's path.
+        "command": " ".join(["wakeword", *(Path(a).name if a.startswith("/") else a for a in command[3:])]),
         "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (wall1 - wall0), 2),
         "measured_seconds": round(wall1 - wall0, 1),
         "phrases": len(ends),
