@@ -374,7 +374,7 @@ def run_phrase(label: str, args: argparse.Namespace, work: Path, out: Path) -> d
         "date": str(datetime.date.today()),
         "machine": machine(),
         "git": git_revision(),
-        "command": "python tools/bench_peers.py " + " ".join(sys.argv[1:]),
+        "command": shared_data.shown_command("tools/bench_peers.py", sys.argv[1:]),
         "seed": args.seed,
         "train_voices": data.train_voices,
         "test_voice_configs": data.test_voices,
