@@ -209,6 +209,7 @@ def train_ours(data: PhraseData, work: Path, quick: bool, seed: int) -> tuple[Pa
     from wakeword.train import TrainConfig, quick_config, train
 
     base = work / f"{data.label}-{'quick' if quick else 'default'}"
+    shutil.rmtree(base, ignore_errors=True)  # what a stopped run left there (link_files will not overwrite)
     clips = base / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     pad = np.zeros(round(CLIP_PAD_S * 16000), np.float32)
