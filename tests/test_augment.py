@@ -19,6 +19,7 @@ from wakeword.augment import (
     simulated_rir,
     spec_augment,
     speech_power,
+    transient_noise,
 )
 
 
@@ -80,6 +81,33 @@ def test_augmenter_batch_shape_range_and_determinism():
     assert y1.shape == x.shape and torch.isfinite(y1).all() and y1.abs().max() <= 1.0
     assert torch.equal(y1, y2)
     assert not torch.allclose(y1, x)
+
+
+def test_transient_noise_is_bursty_and_unit_variance():
+    noise = transient_noise(2 * SR, np.random.default_rng(0))
+    assert noise.shape == (2 * SR,) and abs(noise.std() - 1.0) < 1e-3
+    frames = (noise[: len(noise) // 160 * 160].reshape(-1, 160) ** 2).mean(1)
+    # Clatter: a few 10 ms frames carry most of the energy, unlike steady noise (ratio about 1).
+    assert frames.max() / np.median(frames) > 20
+
+
+def test_babble_rows_are_stretches_of_the_talk():
+    talk = np.arange(4 * SR, dtype=np.float32)  # every sample tells where it came from
+    config = AugmentConfig(p_noise=1.0, p_coloured_noise=0.0, p_transient_noise=0.0, p_babble_noise=1.0)
+    noise, is_babble = Augmenter(babble=[talk], config=config, seed=0)._noise_batch(4, SR)
+    assert is_babble.all()
+    for row in noise.numpy():
+        start = int(row[0])
+        assert np.array_equal(row, talk[start : start + SR])
+
+
+def test_augment_tag_changes_with_the_recipe_and_the_noise():
+    noise = [np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32)]
+    base = Augmenter(noise).tag
+    assert Augmenter(noise).tag == base
+    assert Augmenter(noise, config=AugmentConfig(p_noise=0.5)).tag != base
+    assert Augmenter([noise[0] * 2]).tag != base
+    assert Augmenter(noise, babble=noise).tag != base
 
 
 def test_spec_augment_masks_with_the_floor():

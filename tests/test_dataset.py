@@ -68,3 +68,18 @@ def test_scrambled_takes_are_the_same_voice_but_not_the_phrase():
     cut = int(np.argmin(swapped.audio))  # where the take's start now sits
     assert 0.3 * SR < cut < 0.7 * SR and np.array_equal(swapped.audio[cut:], take[: SR - cut])
     assert reversed_.key != swapped.key
+
+
+def test_split_and_segments_do_not_depend_on_folder_names_or_on_other_sources():
+    """The feature cache hits on a second run only if every source is cut the same way: from another
+    folder (group names hold paths), and with one more take in the run."""
+    sources = fake_sources()
+    renamed = [Source(s.audio, s.label, s.kind, "elsewhere/" + s.group) for s in sources]
+    train, _ = split_by_group(sources, 0.2, seed=0)
+    train_renamed, _ = split_by_group(renamed, 0.2, seed=0)
+    assert [s.key for s in train] == [s.key for s in train_renamed]
+    copies = {"tts": 2, "near_miss": 2}
+    alone = make_segments(train, copies, {}, seed=0)
+    extra = Source(np.ones(SR // 2, np.float32), 1, "tts", "voice:new")
+    with_extra = make_segments([extra, *train], copies, {}, seed=0)
+    assert set(alone.keys) < set(with_extra.keys)

@@ -19,6 +19,7 @@ from wakeword.phrases import (
     pronounce,
     spelling_variants,
     strip_stress,
+    undoubled,
 )
 
 
@@ -261,3 +262,15 @@ def test_spelling_variants_keep_the_sound(phrase):
     assert len(variants) >= 3
     for variant in variants:
         assert phoneme_distance(sounds_of(phrase), sounds_of(variant)) <= 0.25, variant
+
+
+def test_two_word_near_misses_are_real_words_and_never_the_word_respaced():
+    misses = near_miss_phrases("hey chatterbox", limit=400)
+    pairs = [m.text for m in misses if m.kind == "two_words"]
+    assert len(pairs) >= 5
+    for text in pairs:
+        words = text.split()
+        assert words[0] == "hey" and len(words) == 3
+        assert undoubled("".join(words[1:])) != "chaterbox"
+    computer = [m.text for m in near_miss_phrases("computer", limit=400) if m.kind == "two_words"]
+    assert len(computer) >= 3 and all(len(t.split()) == 2 for t in computer)  # "come future", ...

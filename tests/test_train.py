@@ -105,6 +105,50 @@ def test_resume_refuses_another_phrase_and_a_foreign_model(trained, tmp_path, ca
     (foreign / "card.json").write_text(json.dumps(card))
     assert main(["train", "--resume", str(foreign)]) == 2
     assert "feature version" in capsys.readouterr().err
+    keep = tmp_path / "keep"
+    (keep / "detections").mkdir(parents=True)
+    assert main(["train", "--resume", str(foreign), "--feedback", str(keep)]) == 2  # adapting: refused alike
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "feature version -1" in err and "retrain it" in err
+    del card["config"]  # a card from before resumable models
+    card["feature_version"] = json.loads((out / "card.json").read_text())["feature_version"]
+    (foreign / "card.json").write_text(json.dumps(card))
+    assert main(["train", "--resume", str(foreign), "--feedback", str(keep)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "no training config" in err
+
+
+def test_resume_with_feedback_adds_the_kept_audio_and_keeps_the_models_recipe(trained, tmp_path, capsys):
+    from collections import Counter
+
+    from wakeword.keep import KeepFolder
+    from wakeword.train import ADAPT_RECIPE
+
+    out, card = trained
+    copy = tmp_path / "hey_nova"
+    shutil.copytree(out, copy)
+    keep = KeepFolder(tmp_path / "keep", 20 * 2**20)
+    keep.create()
+    rng = np.random.default_rng(0)
+    for n in range(5):  # what the daemon keeps, marked false by the user
+        record = {"id": f"20270101-0{n}0000-000-hey_nova", "phrase": "hey nova", "label": "false"}
+        keep.write_detection({**record, "detection_at_s": 2.0}, rng.normal(0, 0.1, 40000).astype(np.float32))
+    keep.write_detection({"id": "20270102-000000-000-hey_nova", "label": None}, np.zeros(40000, np.float32))
+    for n in range(3):
+        keep.write_ambient(f"20270101-1{n}0000-000", rng.normal(0, 0.02, 64000).astype(np.float32))
+    assert main(["train", "--resume", str(copy), "--feedback", str(keep.root)]) == 0
+    assert "feedback: 5 false accepts, 0 confirmed detections, 3 ambient snippets" in capsys.readouterr().out
+    resumed = json.loads((copy / "card.json").read_text())
+    data = resumed["data"]
+    assert data["feedback"]["false_accepts"] == 5 and data["feedback"]["unlabelled"] == 1
+    kinds = Counter(data["train_sources"])
+    assert kinds["false_accept"] == 5 and kinds["ambient"] == 6  # all in training; two pieces per 4 s snippet
+    assert resumed["config"]["feedback"] == [str(keep.root)]
+    # The short recipe was this run's; the card keeps the model's own for the next plain --resume.
+    assert resumed["adaptation"]["recipe"] == ADAPT_RECIPE
+    for key in ADAPT_RECIPE:
+        assert resumed["config"][key] == card["config"][key]
+    assert (copy / "previous" / "model.pt").exists() and (copy / "top.onnx").exists()
 
 
 def test_features_strategy_is_logistic_regression_on_the_frozen_encoder(trained, tmp_path):

@@ -104,8 +104,11 @@ def split_word(label: str, k: int, seed: int) -> WordSplit:
     )
 
 
-def train_word(split: WordSplit, work: Path, quick: bool, seed: int, **overrides) -> tuple[Path, dict, float]:
-    """Train (and export) from the split's K takes; returns the model folder, its card and the seconds."""
+def train_word(
+    split: WordSplit, work: Path, quick: bool, seed: int, int8: bool = False, **overrides
+) -> tuple[Path, dict, float]:
+    """Train (and export; int8 too if asked, calibrated on the training takes and negatives) from the
+    split's K takes; returns the model folder, its card and the seconds (training and export)."""
     from wakeword.export import export_model
     from wakeword.train import TrainConfig, quick_config, train
 
@@ -123,7 +126,11 @@ def train_word(split: WordSplit, work: Path, quick: bool, seed: int, **overrides
     )
     start = time.time()
     card = train(config)
-    export_model(config.out)
+    calibration = None
+    if int8:  # the user's own audio, as `wakeword export --int8 --calibration` would get it
+        files = [*split.train_takes, *split.train_negatives[:40]]
+        calibration = np.concatenate([load_audio(p) for p in files])
+    export_model(config.out, int8=int8, calibration_audio=calibration)
     return config.out, card, time.time() - start
 
 
@@ -142,16 +149,19 @@ def evaluate_word(model_dir: Path, split: WordSplit, seed: int, int8: bool = Fal
     ]
 
 
-def run_word(label: str, k: int, quick: bool, work: Path, seed: int) -> list[dict]:
+def run_word(label: str, k: int, quick: bool, work: Path, seed: int, int8: bool = False) -> list[dict]:
     split = split_word(label, k, seed)
-    model_dir, card, train_s = train_word(split, work, quick, seed)
+    model_dir, card, train_s = train_word(split, work, quick, seed, int8=int8)
     rows = []
-    for report in evaluate_word(model_dir, split, seed):
+    reports = [(r, "") for r in evaluate_word(model_dir, split, seed)]
+    if int8:
+        reports += [(r, ", int8") for r in evaluate_word(model_dir, split, seed, int8=True)]
+    for report, graphs in reports:
         at = report.at_model_threshold or {}
         rows.append(
             {
                 "word": split.phrase,
-                "condition": "clean" if report.condition == "clean" else "noise 10 dB",
+                "condition": ("clean" if report.condition == "clean" else "noise 10 dB") + graphs,
                 "k": k,
                 "test_positives": report.positives,
                 "negative_hours": round(report.negative_hours, 3),
@@ -202,6 +212,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5, help="training takes per word")
     parser.add_argument("--quick", action="store_true", help="the quick training recipe (the demo's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--int8", action="store_true", help="also export and evaluate the int8 graphs")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args()
     if not shared_data.available():
@@ -210,7 +221,7 @@ def main() -> None:
     rows = []
     try:
         for label in args.words:
-            rows += run_word(label, args.k, args.quick, work, args.seed)
+            rows += run_word(label, args.k, args.quick, work, args.seed, args.int8)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)

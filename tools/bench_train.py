@@ -48,7 +48,8 @@ def timed_train(phrase: str, clips: Path, out: Path, cache: Path, device: str) -
         "threshold": card["threshold"],
         "validation_frr": validation.get("frr_at_threshold"),
         "validation_fa_per_hour": validation.get("fa_per_hour_at_threshold"),
-        "summary": result.stdout.strip().splitlines()[-8:],
+        # The summary names the model folder, a temporary one on this machine: shown as MODEL_DIR.
+        "summary": [line.replace(str(out), "MODEL_DIR") for line in result.stdout.strip().splitlines()[-8:]],
     }
 
 

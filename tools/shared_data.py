@@ -64,9 +64,16 @@ def parity_clips(seed: int = 0) -> list[Clip]:
 
 
 def shown_command(script: str, argv: list[str]) -> str:
-    """The command line as a report shows it: without --out/--json/--work paths, which are this machine's."""
-    shown, skip = [], False
+    """The command line as a report shows it: without --out/--json/--work paths, which are this machine's,
+    and with a --model folder written as MODEL_DIR."""
+    shown, skip, placeholder = [], False, False
     for arg in argv:
+        if placeholder:
+            placeholder = False
+            shown.append("MODEL_DIR")
+            continue
+        if arg == "--model":
+            placeholder = True
         if skip:
             skip = False
             continue
@@ -75,5 +82,7 @@ def shown_command(script: str, argv: list[str]) -> str:
             continue
         if arg.startswith(("--out=", "--json=", "--work=")):
             continue
+        if arg.startswith("--model="):
+            arg = "--model=MODEL_DIR"
         shown.append(arg)
     return " ".join(["python", script, *shown])

@@ -104,11 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Few-shot fine-tuning of the pretrained encoder for one phrase."""
     require_torch("train")
     from wakeword.phrases import describe_pronunciation, normalize_phrase
-    from wakeword.train import TrainConfig, resume_config, train
+    from wakeword.train import ADAPT_RECIPE, TrainConfig, resume_config, train
 
-    for folder in [args.clips, *args.negatives, *args.noise, *args.rirs]:
+    for folder in [args.clips, *args.negatives, *args.noise, *args.rirs, *args.feedback]:
         if folder and not Path(folder).is_dir():
             raise WakewordError(f"{folder}: not a folder")
+    feedback = feedback_folders([Path(p) for p in args.feedback])
+    recipe_before: dict | None = None
     if args.resume:
         out = Path(args.resume)
         config = resume_config(
@@ -120,6 +122,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             cache_dir=Path(args.cache) if args.cache else None,
         )
+        config.feedback = feedback_folders(config.feedback, previous=True)
+        config.feedback += [p for p in feedback if p not in config.feedback]
+        if feedback:  # a short run from the model as it is, on cached features (docs/adapt.md)
+            # A 'features' model has a linear head: it stays one (it is retrained the way it was made).
+            recipe = {k: v for k, v in ADAPT_RECIPE.items() if not (k == "strategy" and config.strategy == "features")}
+            recipe_before = {key: getattr(config, key) for key in recipe}
+            for key, value in recipe.items():
+                setattr(config, key, value)
         if args.phrase and normalize_phrase(args.phrase) != config.phrase:
             raise WakewordError(f"{out} was trained for '{config.phrase}', not '{normalize_phrase(args.phrase)}'")
         print(f"resuming {out}: its files move to {out / 'previous'} when the new model is saved")
@@ -143,14 +153,49 @@ def cmd_train(args: argparse.Namespace) -> int:
             commercial_safe=not args.all_voices,
             seed=args.seed,
             cache_dir=Path(args.cache) if args.cache else None,
+            feedback=feedback,
         )
     print(f"phrase: {describe_pronunciation(config.phrase)}")
     card = train(config)
+    if recipe_before is not None:
+        card = note_adaptation(out, card, recipe_before)
     from wakeword.export import export_model
 
     export_model(out)
     print_training_summary(card, out)
     return 0
+
+
+def feedback_folders(folders: list[Path], previous: bool = False) -> list[Path]:
+    """Keep folders checked (KeepError if one is not), each once. A folder an earlier run learnt from
+    (`previous`) that is gone now is left out with a warning: its lessons stay in the weights."""
+    from wakeword.feedback import check_folder
+
+    out: list[Path] = []
+    for folder in folders:
+        if previous and not folder.is_dir():
+            print(
+                f"wakeword: warning: {folder} (feedback of an earlier run) is gone; training without it",
+                file=sys.stderr,
+            )
+            continue
+        check_folder(folder)
+        if folder not in out:
+            out.append(folder)
+    return out
+
+
+def note_adaptation(out: Path, card: dict, recipe_before: dict) -> dict:
+    """Card of an adaptation run: its short recipe under "adaptation", and the model's own recipe back in
+    "config", so a later `--resume` (say, with more takes) trains the full way again."""
+    import json
+
+    from wakeword.train import CARD
+
+    card["adaptation"] = {"recipe": {k: card["config"][k] for k in recipe_before}, **card["data"].get("feedback", {})}
+    card["config"].update(recipe_before)
+    (out / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
+    return card
 
 
 def print_training_summary(card: dict, out: Path) -> None:
@@ -172,6 +217,12 @@ def print_training_summary(card: dict, out: Path) -> None:
             f"  threshold {card['threshold']:.3f}: validation FRR {val.get('frr_at_threshold', float('nan')):.1%}, "
             f"{val.get('fa_per_hour_at_threshold', float('nan')):.2f} FA/h on {val['negative_hours'] * 60:.1f} min "
             "of held-aside negatives"
+        )
+    if data.get("feedback"):
+        fb = data["feedback"]
+        lines.append(
+            f"  feedback: {fb['false_accepts']} false accepts, {fb['true_detections']} confirmed detections, "
+            f"{fb['ambient_snippets']} ambient snippets ({fb['unlabelled']} detections not marked, left out)"
         )
     lines += [f"  files: {out}/ (card.json, model.pt, det.png)", f"  listen: wakeword listen {out}"]
     print("\n".join(lines))
@@ -310,6 +361,85 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """List what `wakeword listen --keep DIR` kept; mark detections true (the phrase) or false."""
+    import json
+
+    from wakeword import feedback
+
+    folder = Path(args.folder)
+    marks = [(ref, label) for ref, label in args.mark]
+    marks += [(ref, "false") for ref in args.false_ids] + [(ref, "true") for ref in args.true_ids]
+    if args.all_label:
+        marks += [(d.id, args.all_label) for d in feedback.unlabelled(folder)]
+    if args.interactive and not sys.stdin.isatty():
+        raise WakewordError("--interactive needs a terminal; in scripts use --mark ID true|false or --all false")
+    marked = feedback.mark(folder, marks) if marks else []
+    if args.interactive:
+        marked += review_detections(folder)
+    detections = feedback.read_detections(folder)
+    shown = detections[-args.limit :] if args.limit > 0 else detections
+    if args.json:
+        report = {
+            "folder": str(folder),
+            "marked": [d.as_dict() for d in marked],
+            "summary": feedback.summary(folder),
+            "detections": [d.as_dict() for d in shown],
+        }
+        print(json.dumps(report, indent=1))
+        return 0
+    for d in marked:
+        print(f"{d.id}: {d.label or 'unmarked'}")
+    if args.all_label and not marks:
+        print("no unmarked detections with audio")
+    if not (marks or args.interactive):
+        if detections:
+            print(feedback.table(shown))
+        counts = feedback.summary(folder)
+        print(
+            f"{counts['detections']} detection(s) kept: {counts['true']} true, {counts['false']} false, "
+            f"{counts['unlabelled']} not marked; {counts['ambient_snippets']} ambient snippet(s)"
+        )
+    return 0
+
+
+def review_detections(folder: Path) -> list:
+    """Ask about each unmarked detection in turn; each answer is written at once (quitting keeps them)."""
+    from wakeword import feedback
+
+    marked = []
+    todo = feedback.unlabelled(folder)
+    for i, d in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {d.id}  {d.record.get('phrase', '')}  score {d.record.get('score', '?')}")
+        while True:
+            try:
+                answer = input("  was the phrase said? [y]es [n]o [p]lay [s]kip [q]uit: ").strip().lower()[:1]
+            except EOFError:
+                answer = "q"
+            if answer == "p":
+                play_clip(feedback.load_clip(d))
+                continue
+            if answer in ("y", "n"):
+                marked += feedback.mark(folder, [(d.id, "true" if answer == "y" else "false")])
+            if answer in ("y", "n", "s", "q"):
+                break
+        if answer == "q":
+            break
+    return marked
+
+
+def play_clip(audio: np.ndarray) -> None:
+    from wakeword.audio import SAMPLE_RATE
+    from wakeword.microphone import sounddevice
+
+    try:
+        sd = sounddevice()
+        sd.play(audio, SAMPLE_RATE)
+        sd.wait()
+    except Exception as exc:  # no speaker here is no reason to stop the review
+        print(f"  cannot play it here ({exc}); the file is in the keep folder's detections/")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on a bundled default: synthesise, train, export, then detect in a test recording."""
     require_torch("demo")
@@ -352,6 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", nargs="*", default=[], help="folders of real speech that is NOT the phrase")
     p.add_argument("--noise", nargs="*", default=[], help="folders of background noise recordings")
     p.add_argument("--rirs", nargs="*", default=[], help="folders of room impulse responses")
+    p.add_argument(
+        "--feedback",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of 'wakeword listen --keep DIR' (repeatable): detections marked false become negatives, "
+        "marked true positives, ambient snippets negatives; with --resume, a short adaptation run",
+    )
     p.add_argument("--out", help="model folder (default: the phrase with underscores)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--target-fa-per-hour", type=float, default=0.5, help="false accepts per hour to calibrate for")
@@ -420,6 +558,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("listen", help="the microphone daemon: one JSON line per detection, runs for months")
     p.set_defaults(func=cmd_listen)
     add_listen_arguments(p)
+
+    p = sub.add_parser(
+        "feedback",
+        help="list the detections 'wakeword listen --keep DIR' kept; mark them true or false for retraining",
+        description="Without options: the most recent detections kept in DIR. Marked detections teach "
+        "'wakeword train --resume MODEL --feedback DIR': false ones become negatives, true ones positives.",
+    )
+    p.add_argument("folder", metavar="DIR", help="the folder given to 'wakeword listen --keep'")
+    p.add_argument(
+        "--mark",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("ID", "LABEL"),
+        help="label a detection: true (the phrase was said), false (it was not) or none (repeatable)",
+    )
+    p.add_argument("--false", dest="false_ids", nargs="+", default=[], metavar="ID", help="mark these false")
+    p.add_argument("--true", dest="true_ids", nargs="+", default=[], metavar="ID", help="mark these true")
+    p.add_argument("--all", dest="all_label", choices=["true", "false"], help="mark every unmarked detection")
+    p.add_argument("--interactive", action="store_true", help="ask y/n/skip for each unmarked detection")
+    p.add_argument("--limit", type=int, default=20, help="list this many of the newest (default 20; 0: all)")
+    p.add_argument("--json", action="store_true", help="print JSON (summary, detections, what was marked)")
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("demo", help="run the main job on a bundled default phrase")
     p.add_argument("--phrase", default=DEMO_PHRASE, help=f"phrase to synthesise (default: {DEMO_PHRASE!r})")

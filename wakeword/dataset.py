@@ -11,6 +11,7 @@ file) before any augmentation, and every augmented copy stays on its source's si
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -80,14 +81,37 @@ class Features:
         )
 
 
+def stable_hash(seed: int, name: str) -> int:
+    """A 64-bit number fixed by (seed, name) alone, whatever else is in the run."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little")
+
+
+def source_rng(seed: int, source: Source) -> np.random.Generator:
+    """The random stream of one source's segments.
+
+    Seeded by the source's content key, not drawn from one stream over all sources: a second run
+    with one more take (or one source moved across the split) then cuts every other source exactly
+    as before, so the feature cache keyed by segment content still hits.
+    """
+    return np.random.default_rng(stable_hash(seed, source.key))
+
+
 def split_by_group(sources: Sequence[Source], fraction: float, seed: int) -> tuple[list[Source], list[Source]]:
-    """(train, validation): about `fraction` of each kind's groups go to validation, whole groups only."""
-    rng = np.random.default_rng(seed)
+    """(train, validation): about `fraction` of each kind's groups go to validation, whole groups only.
+
+    Groups are ranked by a hash of their content (their sources' keys; not their names, which hold
+    file paths), so the split is the same from any folder, and adding a group (a new take) leaves
+    every other group on its side (only the count at the boundary can move one)."""
     train, val = [], []
     for kind in sorted({s.kind for s in sources}):
-        groups = sorted({s.group for s in sources if s.kind == kind})
+        members: dict[str, list[str]] = {}
+        for s in sources:
+            if s.kind == kind:
+                members.setdefault(s.group, []).append(s.key)
+        content = {g: "|".join(sorted(keys)) for g, keys in members.items()}
+        groups = sorted(members, key=lambda g: (stable_hash(seed, content[g]), g))
         n_val = round(len(groups) * fraction) if len(groups) > 1 else 0
-        held = set(rng.permutation(groups)[:n_val].tolist())
+        held = set(groups[:n_val])
         for s in sources:
             if s.kind == kind:
                 (val if s.group in held else train).append(s)
@@ -134,10 +158,10 @@ def crop_segment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def make_segments(sources: Sequence[Source], copies: dict[str, int], weights: dict[str, float], seed: int) -> Segments:
     """Cut `copies[kind]` examples from every source. Short kinds are end-aligned, long ones cropped."""
-    rng = np.random.default_rng(seed)
     talk = [s for s in sources if s.kind == "speech"]
     audio, labels, wts, kinds, keys = [], [], [], [], []
     for source in sources:
+        rng = source_rng(seed, source)
         for copy in range(copies.get(source.kind, 1)):
             if source.kind in ("speech", "noise", "hard") and len(source.audio) > SEGMENT_SAMPLES // 2:
                 segment = crop_segment(source.audio, rng)
@@ -156,9 +180,9 @@ def make_segments(sources: Sequence[Source], copies: dict[str, int], weights: di
 
 def partial_sources(positives: Iterable[Source], seed: int) -> list[Source]:
     """The phrase cut short ("hey no-" for "hey nova"): must not fire before the phrase is complete."""
-    rng = np.random.default_rng(seed)
     out = []
     for s in positives:
+        rng = source_rng(seed, s)
         keep = int(len(s.audio) * rng.uniform(*PARTIAL_RANGE))
         out.append(Source(s.audio[:keep], 0, "partial", s.group))
     return out
@@ -173,9 +197,9 @@ def scrambled_sources(takes: Iterable[Source], seed: int) -> list[Source]:
     development benchmark ("computer", K = 5): before these, the speaker's other wake word ("athena")
     made 93 of the 100 highest-scoring negatives.
     """
-    rng = np.random.default_rng(seed)
     out = []
     for s in takes:
+        rng = source_rng(seed, s)
         cut = int(len(s.audio) * rng.uniform(0.35, 0.65))
         out.append(Source(s.audio[::-1].copy(), 0, "scrambled", s.group, key=f"reversed:{s.key}"))
         swapped = np.concatenate([s.audio[cut:], s.audio[:cut]])

@@ -2,6 +2,7 @@
 
     PortAudio thread   callback: copy the block into a bounded queue (never blocks; counts drops)
     worker thread      queue -> 16 kHz mono (soxr stream) -> [energy gate] -> Detector -> JSON line, --exec
+                       [--keep: ring buffer of the newest audio -> detection clips, ambient snippets]
     main thread        supervisor: signals, --stats, overflow log, device lost -> reconnect with backoff
 
 The device is opened at its own rate (a plughw/ALSA resampler is worse than soxr) with a fixed 80 ms
@@ -25,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import soxr
@@ -35,6 +36,9 @@ from wakeword.errors import WakewordError
 from wakeword.frontend import CHUNK_SAMPLES
 from wakeword.microphone import MicrophoneError, input_devices, pick_channels, resolve_device, sounddevice
 from wakeword.runtime import Detection, Detector
+
+if TYPE_CHECKING:
+    from wakeword.keep import Keeper
 
 log = logging.getLogger(__name__)
 stats_log = logging.getLogger(__name__ + ".stats")
@@ -47,6 +51,10 @@ STABLE_S = 10.0  # a stream that ran this long resets the backoff (one that dies
 TICK_S = 0.1  # supervisor period: bounds the reaction to a signal (exit within 1 s) and to a lost device
 CLOSE_TIMEOUT_S = 0.5  # PortAudio can hang closing a stream whose device stopped delivering
 STEP_S = CHUNK_SAMPLES / SAMPLE_RATE
+# --keep defaults (wakeword.keep holds the same values; that module is imported only when --keep is on).
+DEFAULT_KEEP_MB = 200.0
+DEFAULT_AMBIENT_EVERY_S = 60.0
+AMBIENT_SNIPPET_S = 4.0
 
 
 # --- 16 kHz mono, streaming ---------------------------------------------------------------------------
@@ -289,8 +297,10 @@ class Daemon:
         stats_s: float = 0.0,
         out: TextIO | None = None,
         stop: threading.Event | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.processor = processor
+        self.keeper = keeper
         self.device, self.rate, self.channels = device, rate, channels
         self.runner = runner
         self.record = record
@@ -479,11 +489,7 @@ class Daemon:
                 if converter is None:
                     continue
                 block, end_time = item
-                audio = converter(block)
-                if self.record is not None:
-                    self.record.write(audio)
-                for event in self.processor.push(audio, end_time, converter.delay):
-                    self.emit(event)
+                self.hear(converter(block), end_time, converter.delay)
         except BrokenPipeError:
             log.error("stdout was closed; stopping")
             self.exit_code = 1
@@ -492,10 +498,33 @@ class Daemon:
             log.exception("the detector failed; stopping")
             self.exit_code = 1
             self.stop.set()
+        finally:
+            if self.keeper is not None:
+                self.keeper.flush()  # the detections still waiting for their last AFTER_S of audio
 
-    def emit(self, event: Event) -> None:
+    def hear(self, audio: np.ndarray, end_time: float, delay: float = 0.0) -> None:
+        """One block of 16 kHz mono through the processing path: --record, detect, JSON line, --keep.
+
+        `end_time` is when the sample `delay` samples after the block's last one was captured. The
+        benchmark of adaptation (tools/bench_adapt.py) feeds a file through here: the same path.
+        """
+        if self.record is not None:
+            self.record.write(audio)
+        for event in self.processor.push(audio, end_time, delay):
+            kept = None
+            if self.keeper is not None:
+                d = event.detection
+                index = round(event.stream_s * SAMPLE_RATE)
+                kept = self.keeper.detected(index, event.captured_at, d.phrase, d.score, d.model, event.stream_s)
+            self.emit(event, kept)
+        if self.keeper is not None:
+            self.keeper.hear(audio, end_time - delay / SAMPLE_RATE)
+
+    def emit(self, event: Event, kept: str | None = None) -> None:
         now = time.time()
         record = detection_record(event, now)
+        if kept is not None:
+            record["id"] = kept  # the name `wakeword feedback` knows it by
         line = json.dumps(record)
         self.out.write(line + "\n")
         self.out.flush()
@@ -529,6 +558,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate-db", type=float, default=10.0, help="energy gate: dB above the noise floor that opens it")
     p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS", help="log a health line every SECONDS")
     p.add_argument("--record", metavar="WAV", help="also write the 16 kHz audio the detector hears (debugging)")
+    keep = p.add_argument_group(
+        "keeping audio for adaptation (off unless --keep is given)",
+        "With --keep DIR the daemon writes the audio around each detection (DIR/detections/<id>.wav, 2 s "
+        "before to 0.5 s after, with <id>.json) and a short ambient snippet every --ambient-every seconds "
+        "(DIR/ambient/). DIR never grows past --keep-mb: the oldest ambient snippets go first, then the "
+        "oldest unmarked detections. Mark detections with 'wakeword feedback DIR', then adapt the model "
+        "with 'wakeword train --resume MODEL --feedback DIR'. The audio stays on this machine.",
+    )
+    keep.add_argument("--keep", metavar="DIR", help="keep detections and ambient audio in DIR (opt-in)")
+    keep.add_argument(
+        "--keep-mb",
+        type=float,
+        default=DEFAULT_KEEP_MB,
+        metavar="MB",
+        help=f"disk cap for DIR in MB (default {DEFAULT_KEEP_MB:g})",
+    )
+    keep.add_argument(
+        "--ambient-every",
+        type=float,
+        default=DEFAULT_AMBIENT_EVERY_S,
+        metavar="SECONDS",
+        help=f"keep a {AMBIENT_SNIPPET_S:g} s ambient snippet with no detection this often "
+        f"(default {DEFAULT_AMBIENT_EVERY_S:g}; 0: none)",
+    )
     p.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="stderr log level"
     )
@@ -539,6 +592,7 @@ def run(args: argparse.Namespace) -> int:
     stats_log.setLevel(logging.INFO)  # --stats was asked for: show it whatever the level
     if args.rate is not None and args.rate < 8000:
         raise WakewordError(f"--rate {args.rate}: below 8000 Hz there is no speech band left")
+    keeper = make_keeper(args.keep, args.keep_mb, args.ambient_every) if args.keep else None
     # SIGTERM (systemd stop) and Ctrl-C only set this: the supervisor notices within TICK_S, closes the
     # stream and returns 0. Installed first, so a stop during start-up is clean too.
     stop = threading.Event()
@@ -571,11 +625,19 @@ def run(args: argparse.Namespace) -> int:
             record,
             args.stats,
             stop=stop,
+            keeper=keeper,
         )
         daemon.open_stream()  # at start a missing device is the user's to fix: a clear error, exit 2
         phrases = ", ".join(m.phrase for m in detector.models)
         extra = f"; --exec {shlex.quote(args.exec_cmd)}" if args.exec_cmd else ""
         log.info("wake word(s): %s; gate %s%s", phrases, args.gate, extra)
+        if keeper is not None:
+            log.info(
+                "keeping detections and an ambient snippet every %g s in %s (at most %g MB)",
+                args.ambient_every,
+                args.keep,
+                args.keep_mb,
+            )
         code = daemon.serve()
         log.info("stopped")
         return code
@@ -584,3 +646,21 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         if record is not None:
             record.close()
+
+
+def make_keeper(folder: str, cap_mb: float, ambient_every_s: float) -> Keeper:
+    """The --keep writer, its folder created and checked now (a bad DIR is an error at start, exit 2)."""
+    from pathlib import Path
+
+    from wakeword.keep import AMBIENT_S, Keeper, KeepFolder
+
+    if not cap_mb > 0:
+        raise WakewordError(f"--keep-mb {cap_mb:g}: give a positive size in MB")
+    if ambient_every_s != 0 and not ambient_every_s >= AMBIENT_S:
+        raise WakewordError(
+            f"--ambient-every {ambient_every_s:g}: give 0 (no ambient audio) or at least {AMBIENT_S:g} s "
+            "(the snippet's length)"
+        )
+    keep_folder = KeepFolder(Path(folder), round(cap_mb * 2**20))
+    keep_folder.create()
+    return Keeper(keep_folder, ambient_every_s)

@@ -76,6 +76,8 @@ MIN_NEAR_MISS_DISTANCE = 0.5
 MAX_REAL_WORD_DISTANCE = 1.5  # real words this close to a word of the phrase count as confusable
 MAX_RHYMES_PER_WORD = 30
 MAX_REAL_WORDS_PER_WORD = 40
+MAX_TWO_WORD_DISTANCE = 2.0  # "cheddar block" for "chatterbox": two edits away, but all real words
+MAX_TWO_WORDS_PER_WORD = 30
 # Phonemes tried as insertions: the commonest consonants and a few vowels English inserts.
 INSERT_PHONEMES = ("S", "Z", "T", "D", "K", "P", "N", "M", "L", "R", "IY", "AH", "ER")
 
@@ -87,6 +89,7 @@ NEAR_MISS_KINDS = (
     "partial",
     "rhyme",
     "real_word",
+    "two_words",
     "in_sentence",
 )
 KIND_MIN_SHARE = 0.04  # each kind present keeps at least this share of the limit when trimming
@@ -930,10 +933,61 @@ def _real_words(word: _Word) -> list[_Word]:
     return _one_per_sound(word, found.items())[:MAX_REAL_WORDS_PER_WORD]
 
 
+def _close_real_words(phones: Phones) -> dict[str, Phones]:
+    """Dictionary words sounding within about two close edits of `phones` (itself included)."""
+    index = _homophone_index()
+    found: dict[str, Phones] = {}
+    for neighbour in {strip_stress(phones), *_neighbours(phones, with_close=True)}:
+        for w in index.get(neighbour, ()):
+            if w not in found:
+                pron = next(p for p in _cmu()[w] if strip_stress(p) == neighbour)
+                if _regular(w, pron):
+                    found[w] = pron
+    return found
+
+
+def undoubled(text: str) -> str:
+    """Letters with doubled ones single ("boxx" -> "box"): a spelling a TTS engine reads the same."""
+    return re.sub(r"(.)\1+", r"\1", text)
+
+
+def _two_words(word: _Word) -> list[list[_Word]]:
+    """The word heard as two real words ("chatterbox" -> "cheddar block", "computer" -> "come pewter").
+
+    People say such pairs all the time, and a detector that learned only one-phoneme edits of the
+    word has never been told they are not it. Split points leave a vowel on both sides."""
+    phones = word.phones
+    vowels = [k for k, p in enumerate(phones) if _is_vowel(p)]
+    if len(vowels) < 2:
+        return []
+    pairs: dict[tuple[str, str], tuple[float, list[_Word]]] = {}
+    for k in range(vowels[0] + 1, vowels[-1] + 1):
+        lefts, rights = _close_real_words(phones[:k]), _close_real_words(phones[k:])
+        for (lw, lp), (rw, rp) in itertools.product(lefts.items(), rights.items()):
+            distance = phoneme_distance(phones, lp + rp)
+            # "chatter box" and "chatter boxx" are the word itself, whatever our guessed pronunciation says.
+            if undoubled(lw + rw) == undoubled(word.text) or (lw, rw) in pairs:
+                continue
+            if MIN_NEAR_MISS_DISTANCE <= distance <= MAX_TWO_WORD_DISTANCE:
+                pairs[(lw, rw)] = (distance, [_Word(lw, lp), _Word(rw, rp)])
+    # Closest first (in half-edit steps), then the pairs of common words a TTS engine reads right.
+    ranked = sorted(
+        pairs.values(),
+        key=lambda d: (round(d[0] * 2), -sum(min(_familiarity(w.text), 3) for w in d[1]), d[1][0].text, d[1][1].text),
+    )
+    out, sounds = [], set()
+    for _, pair in ranked:
+        sound = strip_stress(pair[0].phones + pair[1].phones)
+        if sound not in sounds:
+            sounds.add(sound)
+            out.append(pair)
+    return out[:MAX_TWO_WORDS_PER_WORD]
+
+
 def _in_sentences(collector: _Collector, count: int, rng: random.Random) -> None:
     """Put the closest one-word-changed phrases into carrier sentences ("hey noble, what time is it")."""
     changed = sorted(
-        (m for m in collector.by_text.values() if m.kind in ("substitution", "real_word", "rhyme")),
+        (m for m in collector.by_text.values() if m.kind in ("substitution", "real_word", "rhyme", "two_words")),
         key=lambda m: (m.distance, m.kind, m.text),
     )
     carriers = list(CARRIER_SENTENCES)
@@ -991,6 +1045,8 @@ def near_miss_phrases(phrase: str, limit: int = 400, seed: int = 0) -> list[Near
             collector.add("rhyme", [*words[:w_index], rhyme, *words[w_index + 1 :]])
         for real in _real_words(word):
             collector.add("real_word", [*words[:w_index], real, *words[w_index + 1 :]])
+        for pair in _two_words(word):
+            collector.add("two_words", [*words[:w_index], *pair, *words[w_index + 1 :]])
     _in_sentences(collector, max(1, int(limit * IN_SENTENCE_SHARE)), random.Random(seed))
     return _select(list(collector.by_text.values()), limit)
 

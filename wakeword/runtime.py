@@ -57,6 +57,7 @@ GRAPH_VERSION = 2
 # Silence steps run at most to reach the silence state: the longest chain of caches spans 25 steps.
 MAX_SETTLE_STEPS = 64
 SILENCE_FRAME = FLOOR_DB * FEATURE_SCALE + FEATURE_OFFSET
+ADAPTATION_KEY = "input_adaptation"  # card entry `wakeword adapt` writes (wakeword/channel.py)
 DEFAULT_REFRACTORY_S = 2.0
 STEP_S = CHUNK_SAMPLES / SAMPLE_RATE
 OPSET = 17
@@ -586,6 +587,20 @@ class WakeWordModel:
         return float(self.card["threshold"])
 
     @property
+    def mel_offset(self) -> np.ndarray | None:
+        """Per-band feature offset for this microphone (`wakeword adapt`), added before the encoder."""
+        entry = self.card.get(ADAPTATION_KEY)
+        if not entry:
+            return None
+        offset = np.asarray(entry.get("mel_offset", []), np.float32)
+        if offset.shape != (N_MELS,) or not np.isfinite(offset).all():
+            raise ModelError(
+                f"{self.path / CARD}: {ADAPTATION_KEY}.mel_offset must be {N_MELS} finite numbers; "
+                f"run 'wakeword adapt {self.path} --reset'"
+            )
+        return offset
+
+    @property
     def stacks(self) -> bool:
         """Whether the top joins the graph of stacked conv-head tops (else it runs its own top.onnx)."""
         return bool(self.top_weights)
@@ -740,10 +755,15 @@ class Detector:
         self.models = [m if isinstance(m, WakeWordModel) else WakeWordModel.load(m, providers, int8) for m in models]
         # Wake words whose bottom graph is byte-identical (the usual case: the encoder is frozen) share
         # one run of it per chunk.
-        by_bottom: dict[bytes, list[int]] = {}
-        for i, m in enumerate(self.models):
-            by_bottom.setdefault(m.bottom_path.read_bytes(), []).append(i)
+        # A microphone offset (wakeword adapt) changes the bottom's input, so only words with the same
+        # one share a run.
+        by_bottom: dict[tuple[bytes, bytes], list[int]] = {}
+        offsets = [m.mel_offset for m in self.models]
+        for i, (m, offset) in enumerate(zip(self.models, offsets, strict=True)):
+            key = (m.bottom_path.read_bytes(), b"" if offset is None else offset.tobytes())
+            by_bottom.setdefault(key, []).append(i)
         self._groups = [_Group([self.models[i] for i in indices], indices) for indices in by_bottom.values()]
+        self._offsets = [offsets[indices[0]] for indices in by_bottom.values()]
         self._decisions = []
         for m in self.models:
             decision = m.card.get("decision", {})
@@ -776,8 +796,8 @@ class Detector:
         row = np.zeros(len(self.models), np.float32)
         for _ in range(MAX_SETTLE_STEPS):
             before = [run.states for run in runs]
-            for group in self._groups:
-                group.step(silence, row)
+            for group, offset in zip(self._groups, self._offsets, strict=True):
+                group.step(silence if offset is None else silence + offset, row)
             if all(
                 all(np.array_equal(a, b) for a, b in zip(old, run.states, strict=True))
                 for old, run in zip(before, runs, strict=True)
@@ -827,8 +847,8 @@ class Detector:
         for i in range(steps):
             frames = self._frames.push(audio[i * CHUNK_SAMPLES : (i + 1) * CHUNK_SAMPLES])[None]
             row = scores[i]
-            for group in self._groups:
-                group.step(frames, row)
+            for group, offset in zip(self._groups, self._offsets, strict=True):
+                group.step(frames if offset is None else frames + offset, row)
             # Most steps start no event: skip the per-word decisions when no score is at its threshold,
             # none was above it a step ago and no word averages its scores.
             if self._smoothed or self._above or (row >= self._thresholds).any():

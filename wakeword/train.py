@@ -39,6 +39,7 @@ from wakeword.dataset import (
     read_audio_dirs,
     scrambled_sources,
     split_by_group,
+    stable_hash,
 )
 from wakeword.encoder import CARD_FILE, MODELS_DIR, SpeechEmbedding, load_encoder
 from wakeword.errors import WakewordError
@@ -51,7 +52,7 @@ MIN_USER_CLIPS = 3
 #   features  frozen encoder, logistic regression on pooled embeddings (seconds; the baseline)
 #   head      frozen encoder, temporal head (phase 1 only)
 #   top       head, then the encoder's top layers fine-tuned toward the pretrained weights (phase 2)
-#   auto      top, with phase 2 kept only when validation says it helps (choose_strategy)
+#   auto      top, with phase 2 kept only when validation says it helps (choose_strategy); 'top' keeps it
 STRATEGIES = ("auto", "features", "head", "top")
 WORDS_ONLY = re.compile(r"[^\w ]")
 CHECKPOINT = "model.pt"
@@ -66,10 +67,11 @@ class TrainConfig:
     negatives: list[Path] = field(default_factory=list)  # folders of real speech that is not the phrase
     noise: list[Path] = field(default_factory=list)  # folders of background noise
     rirs: list[Path] = field(default_factory=list)  # folders of room impulse responses
+    feedback: list[Path] = field(default_factory=list)  # keep folders of `wakeword listen --keep` (feedback_sources)
     device: str = "auto"
     target_fa_per_hour: float = 0.5
     head: str = "conv"
-    strategy: str = "top"  # one of STRATEGIES
+    strategy: str = "auto"  # one of STRATEGIES (the CLI default too)
     commercial_safe: bool = True
     seed: int = 0
     cache_dir: Path | None = None
@@ -309,6 +311,62 @@ def load_folder_audio(dirs: list[Path]) -> list[np.ndarray]:
     return [s.audio for s in read_audio_dirs(dirs, "noise", 0)]
 
 
+# Feedback from deployment (`wakeword listen --keep DIR`, labelled with `wakeword feedback DIR`).
+FALSE_ACCEPT_WEIGHT = 2.0  # per example, as the mined hard negatives: the model's own false alarms
+MAX_AMBIENT_SEGMENTS = 1500  # newest first: a 200 MB keep folder holds ~1,600 snippets (~100 min)
+# `wakeword train --resume MODEL --feedback DIR` changes these for that run only (the card keeps the
+# model's own recipe): a fine-tune of the trained head over the encoder top as the model has it, on
+# cached features, a few epochs at a quarter of the learning rate, no mining. Measured on "computer"
+# (K = 5, quick recipe, 14 false accepts and 175 ambient snippets; 2 shared cores): 15 epochs at the
+# full rate without mining forget the mined hard negatives (FA/h at threshold 0.5 on held-aside home
+# audio 12 -> 122); one mining round restores them but takes 60-250 s and leaves that home at 14 FA/h;
+# this recipe takes 20-60 s (as other jobs load the CPU) and halves it (12 -> 6), clean recall
+# unchanged (docs/adapt.md).
+ADAPT_RECIPE = {"strategy": "head", "mining_rounds": 0, "head_epochs": 4, "head_lr": 5e-4}
+
+
+def feedback_sources(folders: list[Path]) -> tuple[list[Source], dict]:
+    """What the daemon kept, as training sources.
+
+    A detection marked false becomes a "false_accept" negative and one marked true a "user" positive
+    (split like the takes), each cut to end where the detector fired: the window it scored. Ambient
+    snippets become "ambient" negatives although nobody labelled them: a few seconds of a room picked
+    when nothing fired almost never hold the wake word, and they are the room, microphone and voices
+    the model is deployed to. Each snippet is cut into segment-long pieces, so all of it is used.
+    Unlabelled detections are left out.
+
+    False accepts and ambient audio each form one group, so all of them train (split_by_group holds
+    out nothing of a kind with one group): they are few, and validation (early stopping, and the
+    threshold's calibration) stays the data the model was first validated on.
+    """
+    from wakeword import feedback
+
+    sources: list[Source] = []
+    info = {"folders": len(folders), "false_accepts": 0, "true_detections": 0, "unlabelled": 0}
+    for folder in folders:
+        for kept in feedback.read_detections(folder):
+            if kept.label is None or not kept.has_audio:
+                info["unlabelled"] += kept.label is None
+                continue
+            audio = feedback.load_clip(kept)
+            fired_at = round(float(kept.record.get("detection_at_s", len(audio) / SAMPLE_RATE)) * SAMPLE_RATE)
+            clip = audio[: max(1, fired_at)]
+            positive = kept.label == "true"
+            kind, group = ("user", f"feedback:{kept.id}") if positive else ("false_accept", "false_accept")
+            sources.append(Source(clip, int(positive), kind, group, origin=str(kept.wav_path)))
+            info["true_detections" if positive else "false_accepts"] += 1
+    pieces: list[Source] = []
+    snippets = 0
+    for path in sorted((p for folder in folders for p in feedback.ambient_files(folder)), key=lambda p: p.name):
+        audio = load_audio(path)
+        snippets += 1
+        for start in range(0, len(audio) - SEGMENT_SAMPLES // 2, SEGMENT_SAMPLES):
+            pieces.append(Source(audio[start : start + SEGMENT_SAMPLES], 0, "ambient", "ambient", origin=str(path)))
+    sources += pieces[-MAX_AMBIENT_SEGMENTS:]
+    info.update(ambient_snippets=snippets, ambient_segments=min(len(pieces), MAX_AMBIENT_SEGMENTS))
+    return sources, info
+
+
 def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Source], dict]:
     sources: list[Source] = []
     user = user_sources(config.clips) if config.clips else []
@@ -318,6 +376,8 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
             "(see the warnings above; or train synthetic-only without --clips)"
         )
     sources += user
+    kept, kept_info = feedback_sources(config.feedback)  # before the partials: a confirmed detection gets them too
+    sources += kept
     synthetic, info = tts_sources(config, rng)
     sources += [s for s in synthetic if s.kind != "speech"]
     sources += partial_sources([s for s in sources if s.label == 1], config.seed)
@@ -329,6 +389,8 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
     n_noise = config.noise_segments // 2  # two augmented copies each
     sources += [Source(silent, 0, "noise", f"synthetic-noise:{i % 50}", key=f"silence:{i}") for i in range(n_noise)]
     info["user_clips"] = len(user)
+    if config.feedback:
+        info["feedback"] = kept_info
     return sources, info
 
 
@@ -341,7 +403,7 @@ def split_sources(sources: list[Source], config: TrainConfig) -> tuple[list[Sour
     train, val = split_by_group(rest, config.val_fraction, config.seed)
     # Leave-some-out of the real takes when there are 4 or more: the only honest check on real voice.
     n_val = max(1, len(user) // 4) if len(user) >= 4 else 0
-    order = np.random.default_rng(config.seed).permutation(len(user))
+    order = sorted(range(len(user)), key=lambda i: stable_hash(config.seed, user[i].key))  # stable as takes are added
     val += [user[i] for i in order[:n_val]]
     train += [user[i] for i in order[n_val:]]
     # A partial or scrambled take goes with its full take.
@@ -372,19 +434,34 @@ def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Da
         "tts": config.tts_copies,
         "speech": speech_copies,
         "noise": 2,
+        "false_accept": scrambled_copies,  # a few real false alarms: several augmented copies of each
     }
     # Real takes count user_weight times a synthetic one in total, however few they are.
     user_w = config.user_weight * max(1, n_pos - n_user) / max(1, n_user * config.user_copies) if n_user else 1.0
     # Scrambled takes stand for everything else the user says: together they weigh as much as the takes.
     scrambled_w = user_w * config.user_copies / (2 * scrambled_copies)
     weights = {"user": user_w, "scrambled": scrambled_w, "near_miss": 1.0, "partial": 1.0}
+    weights["false_accept"] = FALSE_ACCEPT_WEIGHT
     parts = []
     for name, src, seed in (("train", train_src, config.seed), ("val", val_src, config.seed + 1)):
-        segments = make_segments(src, copies, weights, seed)
-        augment = Augmenter(noises, rirs, device=device, seed=seed)
+        # One segment seed for both sides: a source's segments (and cached features) do not depend on
+        # which side of the split it lands.
+        segments = make_segments(src, copies, weights, config.seed)
+        # Other talk under the phrase (a TV, a second person): this side's negative speech, never the other's.
+        babble = [s.audio for s in src if s.kind == "speech"]
+        augment = Augmenter(noises, rirs, device=device, seed=seed, babble=babble)
         masks = config.spec_augment_p if name == "train" else 0.0
         parts.append(
-            featurize(segments, encoder, augment, cache, device, progress=f"features ({name})", spec_augment_p=masks)
+            featurize(
+                segments,
+                encoder,
+                augment,
+                cache,
+                device,
+                augment_tag=augment.tag,
+                progress=f"features ({name})",
+                spec_augment_p=masks,
+            )
         )
     info.update(
         {
@@ -719,7 +796,10 @@ def train(config: TrainConfig) -> dict:
     if strategy == "top":
         phase1_state = copy.deepcopy(net.state_dict())
         phase2 = fit(net, data, device, config.top_epochs, config.top_lr, True, config, "phase 2 (top)")
-        if phase2["best_val_recall_at_0.5pct_fpr"] < phase1["best_val_recall_at_0.5pct_fpr"]:
+        # 'auto' keeps phase 2 only if validation says it helps; an explicit 'top' always keeps it (so
+        # that tools/bench_strategies.py measures what fine-tuning the top does, not the guard).
+        worse = phase2["best_val_recall_at_0.5pct_fpr"] < phase1["best_val_recall_at_0.5pct_fpr"]
+        if worse and config.strategy == "auto":
             log.info("phase 2 did not improve validation recall; keeping phase 1")
             net.load_state_dict(phase1_state)
             phase2["kept"] = False
@@ -737,6 +817,7 @@ def train(config: TrainConfig) -> dict:
         "target_fa_per_hour": config.target_fa_per_hour,
         "head": head,
         "strategy": strategy,
+        "strategy_requested": config.strategy,
         "device": device,
         "training_seconds": round(time.time() - start, 1),
         "data": data.info,
@@ -756,6 +837,7 @@ def train(config: TrainConfig) -> dict:
     card["config"]["negatives"] = [str(p) for p in config.negatives]
     card["config"]["noise"] = [str(p) for p in config.noise]
     card["config"]["rirs"] = [str(p) for p in config.rirs]
+    card["config"]["feedback"] = [str(p) for p in config.feedback]
     if config.resume:
         keep_previous(config.out)
     save(net.cpu(), config.out, card, rows)
@@ -777,10 +859,15 @@ def keep_previous(model_dir: Path) -> None:
 def resume_config(model_dir: Path, **overrides) -> TrainConfig:
     """The config a model was trained with, to train it again (e.g. with more takes)."""
     _, card = load_model(model_dir)  # refuses another feature version: never mix two front ends
+    if not isinstance(card.get("config"), dict):
+        raise WakewordError(
+            f"{model_dir}: its card has no training config (written by wakeword "
+            f"{card.get('wakeword_version', 'of another version')}); train it again instead of resuming"
+        )
     values = dict(card["config"])
     for key in ("out", "clips", "cache_dir"):
         values[key] = Path(values[key]) if values.get(key) not in (None, "None") else None
-    for key in ("negatives", "noise", "rirs"):
+    for key in ("negatives", "noise", "rirs", "feedback"):
         values[key] = [Path(p) for p in values.get(key, [])]
     known = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in values.items() if k in known}
