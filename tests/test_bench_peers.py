@@ -105,7 +105,7 @@ def test_merge_replaces_same_phrase_and_recipe_only():
 
 
 def test_shown_command_keeps_machine_paths_out_of_reports():
-    argv = ["--quick", "--out", "/somewhere/docs", "--json=/x.json", "--model", "/scratch/m", "--work", "/w", "--k", "5"]
+    argv = ["--quick", "--out", "/somewhere/docs", "--json=/x.json", "--model", "/s/m", "--work", "/w", "--k", "5"]
     shown = shared_data.shown_command("tools/bench_channel.py", argv)
     assert shown == "python tools/bench_channel.py --quick --model MODEL_DIR --k 5"
     assert shared_data.shown_command("t.py", ["--model=/scratch/m"]) == "python t.py --model=MODEL_DIR"
