@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,19 @@ def test_shown_command_keeps_machine_paths_out_of_reports():
     shown = shared_data.shown_command("tools/bench_channel.py", argv)
     assert shown == "python tools/bench_channel.py --quick --model MODEL_DIR --k 5"
     assert shared_data.shown_command("t.py", ["--model=/scratch/m"]) == "python t.py --model=MODEL_DIR"
+
+
+def test_git_revision_names_the_commit_and_says_when_the_tree_differs(monkeypatch):
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=shared_data.ROOT)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert shared_data.git_revision().startswith(head.stdout.strip())
+    real_run = subprocess.run
+
+    def dirty(args, **kwargs):
+        if args[:2] == ["git", "status"]:
+            return subprocess.CompletedProcess(args, 0, " M wakeword/train.py\n", "")
+        return real_run(args, **kwargs)
+
+    monkeypatch.setattr(shared_data.subprocess, "run", dirty)
+    assert shared_data.git_revision() == head.stdout.strip() + "+changes"

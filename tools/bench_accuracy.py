@@ -20,7 +20,6 @@ import datetime
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -179,14 +178,13 @@ def run_word(label: str, k: int, quick: bool, work: Path, seed: int, int8: bool 
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     lines = [
         "# Benchmarks",
         "",
         "## Few-shot on real speech (`tools/bench_accuracy.py`)",
         "",
         f"Run {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
-        f"git {revision.stdout.strip() or 'unknown'}, recipe {'quick' if args.quick else 'default'}, K = {args.k}, "
+        f"git {shared_data.git_revision()}, recipe {'quick' if args.quick else 'default'}, K = {args.k}, "
         f"seed {args.seed}. Command: `{shared_data.shown_command('tools/bench_accuracy.py', sys.argv[1:])}`.",
         "Streaming, event-level (wakeword.evaluate): an event is a rising threshold crossing with a 2 s refractory "
         "merge; a positive counts if an event starts within [clip start, clip end + 0.5 s]. Negatives are the "

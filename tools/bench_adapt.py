@@ -28,7 +28,6 @@ import hashlib
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -250,7 +249,6 @@ def pct(value: float | None) -> str:
 
 
 def markdown(r: dict) -> str:
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     b, a = r["before"], r["after"]
     home, t = r["home"], r["threshold"]
     held = f"held-aside home ({home['held_aside_minutes']} min)"
@@ -268,8 +266,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Adaptation from deployment (`tools/bench_adapt.py`)",
         "",
-        f"Run {datetime.date.today()} on {platform.machine()} (2 CPU cores shared with other jobs), git "
-        f"{revision.stdout.strip() or 'unknown'} plus the working tree's changes; word '{r['word']}', K = {r['k']}, "
+        f"Run {datetime.date.today()} on {platform.machine()}, git "
+        f"{shared_data.git_revision()}; word '{r['word']}', K = {r['k']}, "
         f"{r['recipe']} recipe, seed {r['seed']}. Command: "
         f"`{shared_data.shown_command('tools/bench_adapt.py', sys.argv[1:])}`.",
         "",

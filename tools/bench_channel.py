@@ -22,7 +22,6 @@ import datetime
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -142,11 +141,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     result = {"rows": rows, "adaptation": {"seconds": round(seconds), "mel_offset": entry["mel_offset"]}}
     (out / "channel.json").write_text(json.dumps(result, indent=2) + "\n")
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     lines = [
         "# Input adaptation to a microphone (`tools/bench_channel.py`)",
         "",
-        f"Run {datetime.date.today()} on {platform.machine()}, git {revision.stdout.strip() or 'unknown'}, "
+        f"Run {datetime.date.today()} on {platform.machine()}, git {shared_data.git_revision()}, "
         f"'{split.phrase}', K = {args.k}, recipe {'quick' if args.quick else 'default'}, seed {args.seed}. "
         f"Command: `{shared_data.shown_command('tools/bench_channel.py', sys.argv[1:])}`.",
         f"Cheap microphone: room RT60 {RT60_S} s, high-pass {HIGHPASS_HZ:.0f} Hz, low-pass {LOWPASS_HZ:.0f} Hz. "

@@ -32,7 +32,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -374,7 +373,7 @@ def run_phrase(label: str, args: argparse.Namespace, work: Path, out: Path) -> d
         "recipe": recipe,
         "date": str(datetime.date.today()),
         "machine": machine(),
-        "git": git_revision(),
+        "git": shared_data.git_revision(),
         "command": shared_data.shown_command("tools/bench_peers.py", sys.argv[1:]),
         "seed": args.seed,
         "train_voices": data.train_voices,
@@ -387,11 +386,6 @@ def run_phrase(label: str, args: argparse.Namespace, work: Path, out: Path) -> d
 
 
 # ----------------------------------------------------------------------------------------------- report
-
-
-def git_revision() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return result.stdout.strip() or "unknown"
 
 
 def machine() -> str:

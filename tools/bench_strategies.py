@@ -18,7 +18,6 @@ import datetime
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,11 +95,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "strategies.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot(rows, out / "strategies.png", rows[0]["word"])
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     lines = [
         "# Transfer strategies against the amount of real data (`tools/bench_strategies.py`)",
         "",
-        f"Run {datetime.date.today()} on {platform.machine()}, git {revision.stdout.strip() or 'unknown'}, recipe "
+        f"Run {datetime.date.today()} on {platform.machine()}, git {shared_data.git_revision()}, recipe "
         f"{'quick' if args.quick else 'default'}, seed {args.seed}. Command: "
         f"`{shared_data.shown_command('tools/bench_strategies.py', sys.argv[1:])}`. "
         "Clean condition, streaming event-level (see benchmarks.md); K = 0 is synthetic voices only. "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,13 @@ def shown_command(script: str, argv: list[str]) -> str:
             arg = "--model=MODEL_DIR"
         shown.append(arg)
     return " ".join(["python", script, *shown])
+
+
+def git_revision() -> str:
+    """The checkout's short commit for a report, '+changes' when the tree differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
