@@ -176,12 +176,118 @@ def test_features_strategy_is_logistic_regression_on_the_frozen_encoder(trained,
     assert scores.shape == (25, 1) and np.all((scores >= 0) & (scores <= 1))
 
 
+@pytest.fixture(scope="module")
+def trained_full(trained, tmp_path_factory):
+    """The fixture's model trained again with --strategy full (a short phase 3)."""
+    from wakeword.train import resume_config, train
+
+    out, _ = trained
+    config = resume_config(out, strategy="full", full_epochs=1, full_examples_per_epoch=128, full_val_examples=64)
+    config.out, config.resume = tmp_path_factory.mktemp("full") / "hey_nova", False
+    return config.out, train(config)
+
+
+def test_full_strategy_fine_tunes_its_own_bottom_close_to_the_pretrained_one(trained_full):
+    import torch
+
+    from wakeword.encoder import load_encoder
+    from wakeword.model import bottom_parameters
+    from wakeword.train import load_model
+
+    out, card = trained_full
+    assert card["strategy"] == "full" and card["bottom_shared"] is False
+    assert card["phase2"]["kept"] and card["phase3"]["epochs_run"] == 1
+    net, _ = load_model(out)  # the checkpoint holds the bottom, and load_model restores it
+    assert net.bottom is not None
+    moved = [p.detach() for p in bottom_parameters(net.bottom)]
+    pretrained = [p.detach() for p in bottom_parameters(load_encoder())]
+    assert any(not torch.equal(a, b) for a, b in zip(moved, pretrained, strict=True))
+    distance = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(moved, pretrained, strict=True)))
+    norm = torch.sqrt(sum((b**2).sum() for b in pretrained))
+    assert 0 < distance / norm < 0.01  # moved, but a little: the pull toward the pretrained weights
+    assert card["phase3"]["bottom_distance"]["relative"] == pytest.approx(float(distance / norm), rel=1e-3)
+
+
+def test_full_model_exports_its_own_bottom_and_runs_beside_a_shared_one(trained, trained_full):
+    from wakeword import tts
+    from wakeword.encoder import load_encoder
+    from wakeword.export import export_model
+    from wakeword.model import score_audio
+    from wakeword.runtime import Detector
+    from wakeword.train import load_model
+
+    top_dir, full_dir = trained[0], trained_full[0]
+    export_model(top_dir)
+    exported = export_model(full_dir)
+    assert exported["bottom_shared"] is False and exported["bottom_shared_sha256"] is None
+    assert (full_dir / "bottom.onnx").read_bytes() != (top_dir / "bottom.onnx").read_bytes()
+    voice = tts.list_voices("positive", variations=False)[0]
+    rng = np.random.default_rng(0)
+    quiet = rng.normal(0, 0.003, 16000 * 2).astype(np.float32)
+    audio = np.concatenate([quiet, tts.synthesize("hey nova", voice) * 0.5, quiet]).astype(np.float32)
+    net, _ = load_model(full_dir)
+    offline = score_audio(net, load_encoder(), audio)
+    assert offline.std() > 0.01  # scores that move, so the comparison below says something
+    together = Detector([full_dir, top_dir], providers="CPUExecutionProvider")
+    assert len(together._groups) == 2  # the full model's bottom runs apart from the shared one
+    scores = together.process_scores(audio)[1]
+    assert np.abs(scores[:, 0] - offline).max() <= 1e-4
+    for column, path in enumerate([full_dir, top_dir]):
+        alone = Detector([path], providers="CPUExecutionProvider").process_scores(audio)[1][:, 0]
+        np.testing.assert_allclose(scores[:, column], alone, atol=1e-6)
+
+
+def test_a_full_model_is_not_resumed_on_the_shared_bottom(trained_full, tmp_path, capsys):
+    out, _ = trained_full
+    copy = tmp_path / "hey_nova"
+    shutil.copytree(out, copy)
+    keep = tmp_path / "keep"
+    (keep / "detections").mkdir(parents=True)
+    # Adapting from feedback trains the head on the shared bottom's features: refused, with the reason.
+    assert main(["train", "--resume", str(copy), "--feedback", str(keep)]) == 2
+    err = capsys.readouterr().err
+    assert "its own encoder bottom" in err and "--strategy full" in err
+    assert not (copy / "previous").exists()
+
+
+def test_phase_3_pull_keeps_the_bottom_near_the_pretrained_weights(tmp_path):
+    """fit on random log-mel: the same steps move the bottom far less with the pull than without it."""
+    import torch
+
+    from wakeword.dataset import Features
+    from wakeword.encoder import load_encoder
+    from wakeword.model import SEGMENT_FRAMES, WakeWordNet, bottom_parameters
+    from wakeword.train import Data, fit, quick_config
+
+    def examples(n: int, seed: int) -> Features:
+        generator = torch.Generator().manual_seed(seed)
+        labels = (torch.arange(n) % 2).float()
+        mels = torch.randn(n, SEGMENT_FRAMES, 32, generator=generator) + labels[:, None, None]
+        return Features(torch.zeros(n, 96, 38, 2), labels, torch.ones(n), ["x"] * n, mels.half())
+
+    data = Data(examples(64, 0), examples(32, 1), [], [], {})
+    distances = []
+    for pull in (0.0, 1e4):
+        config = quick_config(phrase="x", out=tmp_path, batch_size=16, full_examples_per_epoch=64, pull_bottom=pull)
+        encoder = load_encoder()
+        net = WakeWordNet(encoder, own_bottom=True)
+        fit(net, data, "cpu", 1, 1e-3, True, config, "phase 3", train_bottom=True)
+        moved, start = bottom_parameters(net.bottom), bottom_parameters(encoder)
+        with torch.no_grad():
+            distances.append(float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(moved, start, strict=True)))))
+    assert distances[0] > 0 and distances[1] < 0.5 * distances[0]
+
+
 def test_auto_strategy_and_unknown_strategies():
     from wakeword.errors import WakewordError
-    from wakeword.train import choose_strategy
+    from wakeword.train import choose_strategy, phase2_guarded
 
-    assert choose_strategy("head", 5) == "head"
-    assert choose_strategy("auto", 0) in ("features", "head", "top")
+    assert choose_strategy("head", 5) == "head" and choose_strategy("full", 0) == "full"
+    # The rule read off docs/strategies.md: 'top' at every K; phase 2 guarded by validation only with
+    # 3 to 19 real takes, and never for an explicit strategy.
+    assert [choose_strategy("auto", k) for k in (0, 3, 5, 10, 20, 50)] == ["top"] * 6
+    assert [phase2_guarded("auto", k) for k in (0, 3, 19, 20, 50)] == [False, True, True, False, False]
+    assert not phase2_guarded("top", 5) and not phase2_guarded("full", 5)
     with pytest.raises(WakewordError, match="--strategy"):
         choose_strategy("everything", 5)
 
@@ -205,3 +311,74 @@ def test_tail_threshold_extrapolates_the_false_alarm_rate():
     scores = np.zeros(200)
     scores[[10, 12, 100]] = [0.9, 0.95, 0.5]
     assert negative_peaks(scores).tolist()[:2] == [0.95, 0.5]
+
+
+def exponential_peaks(rng: np.random.Generator, hours: float, rate_at_0: float = 4000.0, scale: float = 1.0):
+    """The highest negative peaks of `hours` of audio whose false-alarm rate above logit L is
+    rate_at_0 * exp(-L / scale) per hour (a Poisson count of peaks, each exponential above logit 0)."""
+    count = rng.poisson(rate_at_0 * hours)
+    logits = np.sort(rng.exponential(scale, count))[::-1][:20]
+    return 1 / (1 + np.exp(-logits))
+
+
+def test_tail_fit_gets_closer_to_the_true_rate_with_more_held_aside_hours():
+    from wakeword.train import tail_fit
+
+    rng = np.random.default_rng(1)
+    true_logit = np.log(4000.0 / 0.5)  # where this process falls to 0.5 FA/h
+    errors = {}
+    for hours in (0.1, 0.5, 2.5):
+        logits = []
+        for _ in range(200):
+            t = tail_fit(exponential_peaks(rng, hours), hours, 0.5)["threshold"]
+            logits.append(np.log(t / (1 - t)))
+        errors[hours] = np.sqrt(np.mean((np.array(logits) - true_logit) ** 2))
+        # Unbiased enough that the false-alarm rate it gives is near the target on average (in logit, 0.5
+        # is a factor 1.6 in rate), whatever the hours.
+        assert abs(np.mean(logits) - true_logit) < 0.5, (hours, np.mean(logits))
+    assert errors[0.1] > errors[0.5] > errors[2.5], errors
+    assert errors[2.5] < 0.6 * errors[0.1], errors
+
+
+def test_tail_fit_never_goes_below_what_the_held_aside_peaks_already_show():
+    from wakeword.evaluate import false_accepts_per_hour
+    from wakeword.train import negative_peaks, tail_fit
+
+    # One odd peak far above a tight bulk: the tail fit alone (small scale) would put the threshold
+    # below it, where this quarter hour already shows 4 false alarms per hour.
+    peaks = np.array([0.99] + [0.05 - 0.001 * i for i in range(19)])
+    fit = tail_fit(peaks, hours=0.25, target_fa_per_hour=0.5)
+    assert fit["threshold"] > 0.99 and fit["floor"] > 0.99
+    # Four hours may show two false alarms at 0.5 FA/h: above the third peak, not necessarily the second.
+    peaks = np.array([0.99, 0.98, 0.97] + [0.05 - 0.001 * i for i in range(17)])
+    assert 0.97 < tail_fit(peaks, hours=4.0, target_fa_per_hour=0.5)["threshold"] <= 0.98
+    # The same through the evaluator's event counting, on a score track holding those peaks.
+    scores = np.zeros(int(4 * 3600 / 0.08))
+    scores[np.arange(len(peaks)) * 1000 + 50] = peaks
+    threshold = tail_fit(negative_peaks(scores), hours=4.0, target_fa_per_hour=0.5)["threshold"]
+    assert false_accepts_per_hour(scores, 4.0, threshold) <= 0.5
+    assert false_accepts_per_hour(scores, 4.0, np.nextafter(0.97, 0)) > 0.5  # and the floor is the right peak
+
+
+def test_tail_fit_with_no_peaks_or_no_audio():
+    from wakeword.train import tail_fit
+
+    assert tail_fit(np.zeros(0), 0.25, 0.5)["threshold"] == 0.5
+    assert tail_fit(np.array([0.9]), 0.0, 0.5)["threshold"] == 0.5
+
+
+def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(trained):
+    from wakeword.train import MAX_THRESHOLD
+
+    _out, card = trained
+    validation = card["validation"]
+    assert validation["threshold_rule"].startswith("tail_fit") and validation["tail_scale_logit"] is not None
+    peaks = validation["negative_peaks"]
+    assert peaks == sorted(peaks, reverse=True)
+    assert peaks[0] == pytest.approx(validation["highest_negative_score"], abs=1e-5)
+    # Under 2 h of held-aside speech at 0.5 FA/h, not one of its false alarms may pass the threshold, as
+    # the evaluator counts them (unless the threshold is pinned at its cap).
+    assert validation["negative_hours"] * card["target_fa_per_hour"] < 1
+    if card["threshold"] < MAX_THRESHOLD:
+        assert card["threshold"] > validation["highest_negative_score"]
+        assert validation["fa_per_hour_at_threshold"] == 0.0

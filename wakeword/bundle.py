@@ -6,7 +6,8 @@
       manifest.json                   versions, models, every file's size and sha256
       wakeword/                       the torch-free runtime modules, copied verbatim from this package
       models/NAME/card.json           the model card (phrase, threshold, decision settings)
-      models/NAME/bottom.int8.onnx    the encoder's front part: the same file for every wake word
+      models/NAME/bottom.int8.onnx    the encoder's front part: the same file for every wake word,
+                                      except one trained with --strategy full (its own bottom)
       models/NAME/top.int8.onnx       this wake word's part
       models/NAME/{bottom,top}.onnx   fp32 graphs, only with fp32=True (cross-platform parity checks)
 

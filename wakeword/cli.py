@@ -497,9 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         default="auto",
-        choices=["auto", "features", "head", "top"],
+        choices=["auto", "features", "head", "top", "full"],
         help="features: frozen encoder + logistic regression; head: frozen encoder + temporal head; "
-        "top: + the encoder's top layers fine-tuned; auto: chosen from the number of takes (default)",
+        "top: + the encoder's top layers fine-tuned; full: + every encoder layer fine-tuned, pulled toward the "
+        "pretrained weights (minutes more on CPU; its encoder bottom is its own, so at run time it is computed "
+        "apart from other wake words'); auto: chosen from the number of takes (default; see docs/strategies.md)",
     )
     p.add_argument("--all-voices", action="store_true", help="also use non-commercial voices (MBROLA)")
     p.add_argument("--seed", type=int, default=0)

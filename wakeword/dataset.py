@@ -24,8 +24,8 @@ import torch
 from wakeword.audio import SAMPLE_RATE
 from wakeword.cache import ArrayCache, content_key
 from wakeword.encoder import SpeechEmbedding
-from wakeword.frontend import log_mel
-from wakeword.model import SEGMENT_SAMPLES, SPLIT_POSITIONS
+from wakeword.frontend import N_MELS, log_mel
+from wakeword.model import SEGMENT_FRAMES, SEGMENT_SAMPLES, SPLIT_POSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class Features:
     labels: torch.Tensor  # (n,)
     weights: torch.Tensor  # (n,)
     kinds: list[str] = field(default_factory=list)
+    # (n, 198, 32) float16: the augmented log-mel the acts were made from, kept only when the bottom
+    # itself is trained (the 'full' strategy); None otherwise.
+    mels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -73,11 +76,13 @@ class Features:
     @staticmethod
     def concat(parts: Sequence[Features]) -> Features:
         parts = [p for p in parts if len(p)]
+        with_mels = all(p.mels is not None for p in parts)
         return Features(
             torch.cat([p.acts for p in parts]),
             torch.cat([p.labels for p in parts]),
             torch.cat([p.weights for p in parts]),
             [k for p in parts for k in p.kinds],
+            torch.cat([p.mels for p in parts]) if with_mels and parts else None,
         )
 
 
@@ -219,21 +224,31 @@ def featurize(
     progress: str | None = None,
     spec_augment_p: float = 0.0,
     seed: int = 0,
+    keep_mels: bool = False,
 ) -> Features:
     """Augment, log-mel (SpecAugment-masked for a spec_augment_p share) and run the frozen bottom on
-    every segment; cached per example key."""
+    every segment; cached per example key.
+
+    keep_mels: also return (and cache, keyed like the acts) the log-mel each example's acts were made
+    from, for training the bottom itself. An example whose acts are cached but whose log-mel is not is
+    computed again, both together, so that the two always come from the same augmentation draw."""
     n = len(segments.labels)
     acts = torch.zeros((n, 96, SPLIT_POSITIONS, 2), dtype=torch.float16)
+    mels = torch.zeros((n, SEGMENT_FRAMES, N_MELS), dtype=torch.float16) if keep_mels else None
     keys = [content_key("acts", k, augment_tag, spec_augment_p) for k in segments.keys]
+    mel_keys = [content_key("mels", k, augment_tag, spec_augment_p) for k in segments.keys]
     generator = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     todo = []
     for i, key in enumerate(keys):
         hit = cache.get(key) if cache else None
-        if hit is None:
+        mel_hit = cache.get(mel_keys[i]) if cache and keep_mels and hit is not None else None
+        if hit is None or (keep_mels and mel_hit is None):
             todo.append(i)
         else:
             acts[i] = torch.from_numpy(hit)
+            if mels is not None:
+                mels[i] = torch.from_numpy(mel_hit)
     encoder = encoder.to(device).eval()
     batches = range(0, len(todo), batch_size)
     if progress and todo:
@@ -253,10 +268,15 @@ def featurize(
             feats[masked] = spec_augment(feats[masked], generator)
         out = encoder.forward_bottom(feats).to(torch.float16).cpu()
         acts[idx] = out
+        if mels is not None:
+            mels[idx] = feats.to(torch.float16).cpu()
         if cache:
             for j, i in enumerate(idx):
                 cache.put(keys[i], out[j].numpy())
-    return Features(acts, torch.from_numpy(segments.labels), torch.from_numpy(segments.weights), segments.kinds)
+                if mels is not None:
+                    cache.put(mel_keys[i], mels[i].numpy())
+    labels, weights = torch.from_numpy(segments.labels), torch.from_numpy(segments.weights)
+    return Features(acts, labels, weights, segments.kinds, mels)
 
 
 def counts(sources: Iterable[Source]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """ONNX export of a trained wake word: the shared encoder bottom and the per-wake-word top, streaming.
 
-    MODEL_DIR/bottom.onnx    frames (1, 8, 32) + state (8896,) -> acts (1, 96, 2, 2) + state   (same for every word)
+    MODEL_DIR/bottom.onnx    frames (1, 8, 32) + state (8896,) -> acts (1, 96, 2, 2) + state   (same for every word
+                             but a 'full' one, whose bottom is its own)
     MODEL_DIR/top.onnx       acts + state (1, 1600) -> scores (1,) + state                   (conv head)
                              acts + state (1984,) -> scores (1,) + state                     (GRU head)
     MODEL_DIR/*.int8.onnx    with --int8: the bottom (and a GRU top) static QDQ int8 calibrated on audio; a
@@ -170,7 +171,10 @@ def export_model(model_dir: Path, int8: bool = False, calibration_audio: np.ndar
     net, card = load_model(model_dir)
     from wakeword.encoder import load_encoder
 
-    encoder = load_encoder()
+    # A 'full' model carries its own bottom: it is exported instead of the pretrained one, and the
+    # runtime (which groups wake words by identical bottom.onnx bytes) then runs it on its own.
+    shared = net.bottom is None
+    encoder = load_encoder() if shared else net.bottom
     bottom, top = StreamingBottom(encoder).eval(), StreamingTop(net).eval()
     onnx.save(export_bottom(bottom), str(model_dir / BOTTOM))
     onnx.save(export_top(top, bottom), str(model_dir / TOP))
@@ -186,7 +190,12 @@ def export_model(model_dir: Path, int8: bool = False, calibration_audio: np.ndar
             quantize(model_dir / TOP, feeds["top"], model_dir / int8_name(TOP))
         for name in (BOTTOM, TOP):
             files[int8_name(name)] = sha256(model_dir / int8_name(name))
-    card["export"] = {"opset": OPSET, "files": files, "bottom_shared_sha256": files[BOTTOM]}
+    card["export"] = {
+        "opset": OPSET,
+        "files": files,
+        "bottom_shared": shared,
+        "bottom_shared_sha256": files[BOTTOM] if shared else None,
+    }
     (model_dir / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
     return card["export"]
 

@@ -2,6 +2,11 @@
 
     split activations (batch, 96, 38, 2)  ->  EncoderTop  ->  (batch, 16, 96) embeddings  ->  head  ->  logit
 
+A 'full' model (every encoder layer fine-tuned) also carries its own bottom, the part below the split
+that every other wake word shares frozen:
+
+    log-mel (batch, 198, 32)  ->  own bottom  ->  split activations  ->  ...   (forward_features)
+
 16 embeddings are 1.28 s of steps; with the 775 ms each one sees, a score looks at the last 1.98 s.
 Three heads: ConvHead, dilated temporal convolutions ending in a position-aware linear layer (the
 default); GRUHead, a recurrent baseline; LinearHead, logistic regression on pooled embeddings (the
@@ -10,11 +15,13 @@ default); GRUHead, a recurrent baseline; LinearHead, logistic regression on pool
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 
-from wakeword.encoder import TOP_HOP, TOP_WINDOW, EncoderTop, SpeechEmbedding
+from wakeword.encoder import TOP_HOP, TOP_LAYERS, TOP_WINDOW, EncoderTop, SpeechEmbedding
 from wakeword.frontend import (
     CHUNK_SAMPLES,
     CONTEXT_SAMPLES,
@@ -94,17 +101,35 @@ def make_head(kind: str) -> nn.Module:
     raise ValueError(f"head must be one of {HEADS}, not {kind!r}")
 
 
-class WakeWordNet(nn.Module):
-    """EncoderTop + head. forward: split activations -> logits; forward_embeddings: head only."""
+def bottom_parameters(encoder: SpeechEmbedding) -> list[nn.Parameter]:
+    """The encoder's parameters below the split (what forward_bottom runs), in a fixed order."""
+    below = [*encoder.blocks[:-1], *encoder.blocks[-1].layers[:-TOP_LAYERS]]
+    return [p for module in below for p in module.parameters()]
 
-    def __init__(self, encoder: SpeechEmbedding, head: str = "conv") -> None:
+
+class WakeWordNet(nn.Module):
+    """EncoderTop + head. forward: split activations -> logits; forward_embeddings: head only.
+
+    With own_bottom, a trainable copy of the whole encoder whose layers below the split replace the
+    shared pretrained bottom for this wake word (forward_features; score_audio and the export use it).
+    Its layers above the split are never run: `top` is this model's top either way.
+    """
+
+    def __init__(self, encoder: SpeechEmbedding, head: str = "conv", own_bottom: bool = False) -> None:
         super().__init__()
         self.head_kind = head
         self.top = EncoderTop(encoder)
         self.head = make_head(head)
+        self.bottom = copy.deepcopy(encoder) if own_bottom else None
 
     def forward(self, acts: torch.Tensor) -> torch.Tensor:
         return self.head(self.top(acts)[:, -HEAD_STEPS:])
+
+    def forward_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, 32) log-mel -> logits through this model's own bottom."""
+        if self.bottom is None:
+            raise ValueError("this model shares the pretrained bottom: pass split activations to forward()")
+        return self(self.bottom.forward_bottom(features))
 
     def forward_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.head(embeddings[:, -HEAD_STEPS:])
@@ -117,8 +142,12 @@ STREAM_PREROLL = CONTEXT_SAMPLES + (HEAD_STEPS - 1) * CHUNK_SAMPLES
 
 @torch.no_grad()
 def score_audio(net: WakeWordNet, encoder: SpeechEmbedding, audio: np.ndarray, chunk_steps: int = 2048) -> np.ndarray:
-    """Scores (probabilities) for every 80 ms step of a whole recording, as the streaming runtime gives them."""
+    """Scores (probabilities) for every 80 ms step of a whole recording, as the streaming runtime gives them.
+
+    `encoder` gives the bottom unless the model carries its own (a 'full' model): then that one runs, as
+    its exported bottom.onnx does."""
     device, dtype = next(net.parameters()).device, next(net.parameters()).dtype
+    bottom = net.bottom if net.bottom is not None else encoder
     padded = np.concatenate([np.zeros(STREAM_PREROLL, np.float32), np.asarray(audio, np.float32)])
     steps = len(audio) // CHUNK_SAMPLES
     features = log_mel(padded[: STREAM_PREROLL + steps * CHUNK_SAMPLES])
@@ -130,7 +159,7 @@ def score_audio(net: WakeWordNet, encoder: SpeechEmbedding, audio: np.ndarray, c
         lo = first * frames_per_step
         hi = lo + SEGMENT_FRAMES + (last - first - 1) * frames_per_step
         x = torch.from_numpy(features[lo:hi]).to(device=device, dtype=dtype)[None]
-        emb = net.top(encoder.forward_bottom(x))  # (1, last-first+15, 96)
+        emb = net.top(bottom.forward_bottom(x))  # (1, last-first+15, 96)
         windows = emb[0].unfold(0, HEAD_STEPS, 1).permute(0, 2, 1)  # (n, 16, 96)
         scores.append(torch.sigmoid(net.head(windows)).float().cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -6,6 +6,7 @@
     4. phase 1     encoder frozen: the head alone, on cached embeddings (seconds)
     5. mining      score the negative pool, add the windows that fired
     6. phase 2     the encoder top unfrozen, small learning rate, pulled toward its pretrained weights
+       phase 3     ('full' only) every encoder layer unfrozen, a few steps on log-mel, pulled harder
     7. calibrate   threshold for the target false accepts per hour, on held-aside negative streams
     8. save        checkpoint, card.json, DET plot
 
@@ -43,7 +44,7 @@ from wakeword.dataset import (
 )
 from wakeword.encoder import CARD_FILE, MODELS_DIR, SpeechEmbedding, load_encoder
 from wakeword.errors import WakewordError
-from wakeword.model import HEAD_STEPS, SEGMENT_SAMPLES, WakeWordNet, score_audio
+from wakeword.model import HEAD_STEPS, SEGMENT_SAMPLES, WakeWordNet, bottom_parameters, score_audio
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ MIN_USER_CLIPS = 3
 #   features  frozen encoder, logistic regression on pooled embeddings (seconds; the baseline)
 #   head      frozen encoder, temporal head (phase 1 only)
 #   top       head, then the encoder's top layers fine-tuned toward the pretrained weights (phase 2)
-#   auto      top, with phase 2 kept only when validation says it helps (choose_strategy); 'top' keeps it
-STRATEGIES = ("auto", "features", "head", "top")
+#   full      top, then every encoder layer fine-tuned with a strong pull toward the pretrained weights
+#             (phase 3): the model carries its own bottom, which other wake words cannot share at run time
+#   auto      chosen by the number of real takes (choose_strategy)
+STRATEGIES = ("auto", "features", "head", "top", "full")
 WORDS_ONLY = re.compile(r"[^\w ]")
 CHECKPOINT = "model.pt"
 CARD = "card.json"
@@ -101,7 +104,23 @@ class TrainConfig:
     top_epochs: int = 12
     top_lr: float = 1e-4
     pull_to_pretrained: float = 1e-2  # L2-SP strength: sum of squared distances to the pretrained top
+    # Phase 3 ('full'). Every step runs the whole encoder forward and back on log-mel, ~40x the work of a
+    # phase-2 step on cached activations (4 s per batch of 64 on one CPU thread), so the phase sees a
+    # random draw of the training set per epoch and a fixed draw of the validation set.
+    full_epochs: int = 3
+    full_lr: float = 3e-5
+    full_examples_per_epoch: int = 2048
+    full_val_examples: int = 2048
+    # L2-SP strength on the layers below the split, 100x the top's: the bottom was trained on far more
+    # speech than a wake word's few takes, so it may only move a little.
+    pull_bottom: float = 1.0
     val_fraction: float = 0.2
+    # Share of the negative speech held aside: the threshold is calibrated on it (tail_fit) and it is early
+    # stopping's negatives. More of it shortens the extrapolation to the target FA/h, but training loses it:
+    # 0.2 -> 0.4 (K = 5, quick recipe, one seed) doubled the calibration speech (0.25 -> 0.5 h), but the
+    # models, trained on a quarter less negative speech, fired far higher on the test negatives (highest
+    # peak: athena 0.86 -> 0.98, amelia 0.29 -> 0.9997; FRR at 0.5 FA/h 8.0 -> 9.2 % and 6.0 -> 19.7 %).
+    speech_val_fraction: float = 0.2
     spec_augment_p: float = 0.3  # share of training examples with SpecAugment masks on the log-mel
     patience: int = 8
 
@@ -119,6 +138,9 @@ def quick_config(**overrides) -> TrainConfig:
         hard_negatives=200,
         head_epochs=15,
         top_epochs=4,
+        full_epochs=2,
+        full_examples_per_epoch=1024,
+        full_val_examples=1024,
         patience=4,
     )
     values.update(overrides)
@@ -134,19 +156,47 @@ class Data:
     info: dict
 
 
-def choose_strategy(requested: str, user_clips: int) -> str:
-    """The strategy to train with.
+# From this many real takes on, 'auto' keeps phase 2 without asking validation (phase2_guarded).
+UNGUARDED_FROM_TAKES = 20
 
-    'auto' is 'top', whose phase 2 is kept only when it beats phase 1 on the validation split (held-out
-    real takes included): the choice between a frozen and a fine-tuned encoder is made per model, on
-    its own data. The crossover against the number of takes (tools/bench_strategies.py) has not been
-    measured yet; when it is, a rule on user_clips belongs here.
+
+def choose_strategy(requested: str, user_clips: int) -> str:
+    """The strategy to train with: 'auto' is 'top' at every number of real takes (docs/strategies.md).
+
+    Read off the measured crossover ('computer', quick recipe, K = 0-50 real takes, one seed, FRR at
+    0.5 FA/h on held-out real takes, where one seed swings by 10-20 points):
+    - 'features' (logistic regression on the frozen encoder) lost to the best strategy at every K,
+      by 14-95 points: never chosen.
+    - 'full' had the lowest (or tied lowest) FRR at 4 of 6 K, but on the same data as 'top' its phase 3
+      (which moves the bottom by ~0.1 % of its norm) moved FRR by 0 to 19 points, both ways: this
+      benchmark's noise. It costs ~90 s more CPU and its bottom cannot be shared at run time: asked
+      for, never chosen.
+    - 'head' against 'top': each won some K, within the noise except at K = 0 and 20, where the
+      fine-tuned top won by 21 and 35 points. So 'top' everywhere; whether its phase 2 stays is up to
+      phase2_guarded.
     """
-    if requested not in STRATEGIES:
-        raise WakewordError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {requested!r}")
+    check_strategy(requested)
     if requested != "auto":
         return requested
     return "top"
+
+
+def phase2_guarded(requested: str, user_clips: int) -> bool:
+    """Whether phase 2 is kept only if it beats phase 1 on validation recall (else phase 1 is restored).
+
+    Only for 'auto' with 3 to UNGUARDED_FROM_TAKES - 1 real takes. In the crossover the guard restored
+    phase 1 at K = 0, 3, 10 and 20; on held-out real takes that cost 21 points at K = 0 (validation
+    positives are then synthetic voices alone) and 35 at K = 20, and was within the noise at 3 and 10
+    (7 points better, 6 worse). So it stays where the table cannot tell, and goes where it was clearly
+    wrong. An explicit 'top' or 'full' always keeps phase 2 (so that tools/bench_strategies.py measures
+    what fine-tuning does, not the guard).
+    """
+    return requested == "auto" and 0 < user_clips < UNGUARDED_FROM_TAKES
+
+
+def check_strategy(requested: str) -> None:
+    if requested not in STRATEGIES:
+        raise WakewordError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {requested!r}")
 
 
 def pick_device(name: str) -> str:
@@ -400,7 +450,12 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
 def split_sources(sources: list[Source], config: TrainConfig) -> tuple[list[Source], list[Source]]:
     user = [s for s in sources if s.kind == "user"]
     rest = [s for s in sources if s.kind != "user"]
-    train, val = split_by_group(rest, config.val_fraction, config.seed)
+    train, val = [], []
+    for kind in sorted({s.kind for s in rest}):  # kind by kind, as split_by_group orders them
+        share = config.speech_val_fraction if kind == "speech" else config.val_fraction
+        kind_train, kind_val = split_by_group([s for s in rest if s.kind == kind], share, config.seed)
+        train += kind_train
+        val += kind_val
     # Leave-some-out of the real takes when there are 4 or more: the only honest check on real voice.
     n_val = max(1, len(user) // 4) if len(user) >= 4 else 0
     order = sorted(range(len(user)), key=lambda i: stable_hash(config.seed, user[i].key))  # stable as takes are added
@@ -419,6 +474,8 @@ def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Da
 
     rng = np.random.default_rng(config.seed)
     sources, info = collect_sources(config, rng)
+    # Decided here, not after: 'full' trains the bottom, so it needs each example's log-mel as well.
+    info["strategy"] = choose_strategy(config.strategy, info["user_clips"])
     train_src, val_src = split_sources(sources, config)
     noises = load_folder_audio(config.noise)
     rirs = load_folder_audio(config.rirs)
@@ -461,6 +518,7 @@ def build_data(config: TrainConfig, encoder: SpeechEmbedding, device: str) -> Da
                 augment_tag=augment.tag,
                 progress=f"features ({name})",
                 spec_augment_p=masks,
+                keep_mels=info["strategy"] == "full",
             )
         )
     info.update(
@@ -523,13 +581,42 @@ def fit(
     train_top: bool,
     config: TrainConfig,
     desc: str,
+    train_bottom: bool = False,
 ) -> dict:
-    """Train the head (and the top, if train_top) with early stopping on validation recall."""
+    """Train the head (and the top, if train_top; and the model's own bottom, if train_bottom) with early
+    stopping on validation recall.
+
+    The pull (L2-SP) is toward the weights the phase starts from: the pretrained ones on a first run
+    (phase 3 starts the top where phase 2 left it, itself pulled toward the pretrained top; a resumed
+    model is pulled toward itself). pull_to_pretrained for the top, the stronger pull_bottom for the
+    bottom. Training the bottom runs on log-mel (data.*.mels): a random full_examples_per_epoch of the
+    training set per epoch, and a fixed full_val_examples of the validation set (see TrainConfig)."""
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     net.to(device)
-    if train_top:
+    labels, weights = data.train.labels, balanced_weights(data.train, config.negative_share)
+    val_labels = data.val.labels
+    per_epoch = len(labels)
+    if train_bottom:
+        if net.bottom is None or data.train.mels is None or data.val.mels is None:
+            raise ValueError("training the bottom needs a model with its own bottom and log-mel features")
+        train_top = True
+        pretrained = [p.detach().clone() for p in net.top.parameters()]
+        bottom = bottom_parameters(net.bottom)
+        pretrained_bottom = [p.detach().clone() for p in bottom]
+        for p in bottom:
+            p.requires_grad_(True)
+        params = [
+            {"params": net.top.parameters(), "lr": lr},
+            {"params": net.head.parameters(), "lr": lr * 3},
+            # No decay toward zero here: the pull toward the pretrained weights is this group's regulariser.
+            {"params": bottom, "lr": lr, "weight_decay": 0.0},
+        ]
+        picked = validation_draw(val_labels, config.full_val_examples, config.seed)
+        train_x, val_x, val_labels = data.train.mels, data.val.mels[picked], val_labels[picked]
+        per_epoch = min(per_epoch, config.full_examples_per_epoch)
+    elif train_top:
         pretrained = [p.detach().clone() for p in net.top.parameters()]
         params = [{"params": net.top.parameters(), "lr": lr}, {"params": net.head.parameters(), "lr": lr * 3}]
         train_x, val_x = data.train.acts, data.val.acts
@@ -541,31 +628,34 @@ def fit(
         train_x = embeddings_of(net.top, data.train.acts, device)
         val_x = embeddings_of(net.top, data.val.acts, device)
     optimizer = torch.optim.AdamW(params, weight_decay=1e-2)
-    labels, weights = data.train.labels, balanced_weights(data.train, config.negative_share)
+    inputs = "mels" if train_bottom else "acts" if train_top else "embeddings"
     use_amp = device == "cuda"
     best, best_state, stale, history = -1.0, None, 0, []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False)
     for epoch in bar:
         net.train()
-        order = torch.randperm(len(labels))
+        order = torch.randperm(len(labels))[:per_epoch]
         total = 0.0
         for i in range(0, len(order), config.batch_size):
             idx = order[i : i + config.batch_size]
             x = train_x[idx].to(device).float()
             with torch.autocast(device_type="cuda", enabled=use_amp):
-                logits = net(x) if train_top else net.forward_embeddings(x)
+                logits = forward_as(net, x, inputs)
                 loss = focal_bce(logits.float(), labels[idx].to(device), weights[idx].to(device))
                 if train_top:
                     pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(net.top.parameters(), pretrained, strict=True))
                     loss = loss + config.pull_to_pretrained * pull
+                if train_bottom:
+                    pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(bottom, pretrained_bottom, strict=True))
+                    loss = loss + config.pull_bottom * pull
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        scores = predict(net, val_x, device, train_top)
-        metric = recall_at_low_fpr(scores, data.val.labels.numpy())
-        history.append({"epoch": epoch, "loss": total / len(labels), "val_recall_at_0.5pct_fpr": metric})
-        bar.set_postfix(loss=f"{total / len(labels):.4f}", val=f"{metric:.3f}")
+        scores = predict(net, val_x, device, inputs)
+        metric = recall_at_low_fpr(scores, val_labels.numpy())
+        history.append({"epoch": epoch, "loss": total / len(order), "val_recall_at_0.5pct_fpr": metric})
+        bar.set_postfix(loss=f"{total / len(order):.4f}", val=f"{metric:.3f}")
         if metric > best + 1e-4:
             best, best_state, stale = metric, copy.deepcopy(net.state_dict()), 0
         else:
@@ -580,15 +670,43 @@ def fit(
     return {"best_val_recall_at_0.5pct_fpr": best, "epochs_run": len(history), "history": history}
 
 
+def forward_as(net: WakeWordNet, x: torch.Tensor, inputs: str) -> torch.Tensor:
+    """Logits from what a phase trains on: "embeddings" (phase 1), "acts" (phase 2), "mels" (phase 3)."""
+    if inputs == "mels":
+        return net.forward_features(x)
+    return net(x) if inputs == "acts" else net.forward_embeddings(x)
+
+
 @torch.no_grad()
-def predict(net: WakeWordNet, x: torch.Tensor, device: str, from_acts: bool, batch: int = 1024) -> np.ndarray:
+def predict(net: WakeWordNet, x: torch.Tensor, device: str, inputs: str, batch: int = 1024) -> np.ndarray:
     net.eval()
     out = []
+    batch = 128 if inputs == "mels" else batch  # the whole encoder on 2 s of log-mel: keep memory bounded
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch].to(device).float()
-        logits = net(xb) if from_acts else net.forward_embeddings(xb)
+        logits = forward_as(net, x[i : i + batch].to(device).float(), inputs)
         out.append(torch.sigmoid(logits).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def validation_draw(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Indices of a fixed random draw of `size` validation examples, positives first (up to half of it):
+    recall at a low false-positive rate needs both many negatives and enough positives."""
+    generator = torch.Generator().manual_seed(seed)
+    positives = torch.nonzero(labels > 0.5).flatten()
+    negatives = torch.nonzero(labels <= 0.5).flatten()
+    positives = positives[torch.randperm(len(positives), generator=generator)][: size // 2]
+    negatives = negatives[torch.randperm(len(negatives), generator=generator)][: size - len(positives)]
+    return torch.sort(torch.cat([positives, negatives])).values
+
+
+@torch.no_grad()
+def bottom_distance(net: WakeWordNet, encoder: SpeechEmbedding) -> dict[str, float]:
+    """How far a model's own bottom moved from the pretrained one: L2 distance, and relative to the weights' norm."""
+    moved = bottom_parameters(net.bottom)
+    start = [p.to(moved[0].device) for p in bottom_parameters(encoder)]
+    distance = float(torch.sqrt(sum(((p - p0) ** 2).sum() for p, p0 in zip(moved, start, strict=True))))
+    norm = float(torch.sqrt(sum((p0**2).sum() for p0 in start)))
+    return {"l2": distance, "relative": distance / norm}
 
 
 def mine_hard_negatives(
@@ -657,24 +775,39 @@ def negative_peaks(scores: np.ndarray, refractory_steps: int = 25) -> np.ndarray
     return np.asarray(peaks, np.float64)
 
 
-def tail_threshold(peaks: np.ndarray, hours: float, target_fa_per_hour: float) -> float:
-    """The score at which false alarms fall to the target rate, extrapolated past the data.
+def tail_fit(peaks: np.ndarray, hours: float, target_fa_per_hour: float) -> dict:
+    """The score at which false alarms fall to the target rate, from the highest held-aside negative peaks.
 
-    Minutes of held-aside audio cannot show a rate of 0.5 per hour directly: the threshold would sit
-    just above the single highest peak, wherever that happens to be. Instead, the peaks over the
-    k-th highest are taken as exponential in logit (the usual peaks-over-threshold model), whose
-    maximum-likelihood scale is their mean excess; the rate then falls by e per scale above the
-    k-th peak, from k / hours.
+    The rule, in logit space (peaks sorted highest first, k of them, from `hours` of audio):
+      1. The data first: the audio may show m = floor(target x hours) false alarms, so the threshold is
+         never at or below the (m + 1)-th highest peak (at the usual quarter hour, m = 0: above the
+         highest one). If even the k-th peak is rarer than the target, the data say enough: the k-th peak.
+      2. Past the data, the peaks over the k-th are taken as exponential (peaks over threshold); the
+         maximum-likelihood scale is their mean excess over the k-th, and the rate falls by e per scale
+         above it, from k / hours, to the target.
+    The threshold is the higher of the two. How far step 2 extrapolates, ln(k / (hours x target))
+    scales, is what more held-aside hours buy (TrainConfig.speech_val_fraction).
     """
+    peaks = np.sort(np.asarray(peaks, np.float64))[::-1]
+    out = {"peaks_used": len(peaks), "hours": hours, "target_fa_per_hour": target_fa_per_hour}
     if len(peaks) == 0 or hours <= 0:
-        return 0.5
+        return out | {"threshold": 0.5, "scale": None, "floor": None}
+    allowed = int(np.floor(target_fa_per_hour * hours + 1e-9))  # false alarms the audio may show at the target
+    if allowed >= len(peaks):
+        return out | {"threshold": float(peaks[-1]), "scale": None, "floor": float(peaks[-1])}
+    # An event fires at score >= threshold: just above the first peak that would be one too many.
+    floor = float(np.nextafter(peaks[allowed], np.inf))
     logits = np.log(np.clip(peaks, 1e-7, 1 - 1e-7) / np.clip(1 - peaks, 1e-7, None))
     k = len(logits)
-    if k / hours <= target_fa_per_hour:  # even the k-th peak is rarer than the target: the data say enough
-        return float(peaks[-1])
     scale = max(float(np.mean(logits[:-1] - logits[-1])) if k > 1 else 0.0, 0.25)
     logit = logits[-1] + scale * np.log(k / (hours * target_fa_per_hour))
-    return float(1 / (1 + np.exp(-logit)))
+    threshold = max(floor, float(1 / (1 + np.exp(-logit))))
+    return out | {"threshold": threshold, "scale": scale, "floor": floor}
+
+
+def tail_threshold(peaks: np.ndarray, hours: float, target_fa_per_hour: float) -> float:
+    """tail_fit's threshold."""
+    return tail_fit(peaks, hours, target_fa_per_hour)["threshold"]
 
 
 def near_miss_accepts(
@@ -703,7 +836,8 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
     pos_scores = score_audio(net, encoder, pos_stream.audio)
     rows = det_curve(pos_scores, pos_stream, neg_scores, neg_stream.hours)
     peaks = negative_peaks(neg_scores)
-    threshold = float(min(MAX_THRESHOLD, max(0.5, tail_threshold(peaks, neg_stream.hours, config.target_fa_per_hour))))
+    fit = tail_fit(peaks, neg_stream.hours, config.target_fa_per_hour)
+    threshold = float(min(MAX_THRESHOLD, max(0.5, fit["threshold"])))
     summary = {
         "threshold": threshold,
         "negative_hours": neg_stream.hours,
@@ -711,8 +845,12 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
         "frr_at_threshold": false_reject_rate(pos_scores, pos_stream, threshold),
         "fa_per_hour_at_threshold": false_accepts_per_hour(neg_scores, neg_stream.hours, threshold),
         "highest_negative_score": float(peaks[0]) if len(peaks) else 0.0,
-        "threshold_rule": f"peaks-over-threshold fit of the {len(peaks)} highest negative peaks, "
-        f"extrapolated to {config.target_fa_per_hour} FA/h",
+        "negative_peaks": [round(float(p), 5) for p in peaks],  # the evidence the threshold rests on
+        "tail_scale_logit": fit["scale"],
+        "threshold_rule": f"tail_fit: the higher of just above negative peak "
+        f"#{int(config.target_fa_per_hour * neg_stream.hours + 1e-9) + 1} and the exponential (logit) tail of the "
+        f"{len(peaks)} highest peaks in {neg_stream.hours:.2f} h of held-aside speech extrapolated to "
+        f"{config.target_fa_per_hour} FA/h; within [0.5, {MAX_THRESHOLD}]",
         "accepted_at_threshold": near_miss_accepts(net, encoder, val_sources, threshold),
     }
     return threshold, summary, rows
@@ -723,9 +861,13 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
 
 def save(net: WakeWordNet, out: Path, card: dict, rows: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"state_dict": net.state_dict(), "head": net.head_kind, "feature_version": FEATURE_VERSION}, out / CHECKPOINT
-    )
+    checkpoint = {
+        "state_dict": net.state_dict(),
+        "head": net.head_kind,
+        "own_bottom": net.bottom is not None,
+        "feature_version": FEATURE_VERSION,
+    }
+    torch.save(checkpoint, out / CHECKPOINT)
     (out / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
     if rows:
         plot_det(rows, out / "det.png", card["phrase"])
@@ -766,15 +908,28 @@ def train(config: TrainConfig) -> dict:
     for p in encoder.parameters():
         p.requires_grad_(False)
 
+    check_strategy(config.strategy)
     data = build_data(config, encoder, device)
-    strategy = choose_strategy(config.strategy, data.info["user_clips"])
+    strategy = data.info["strategy"]
     head = "linear" if strategy == "features" else config.head
-    net = WakeWordNet(encoder, head=head).to(device)
+    net = WakeWordNet(encoder, head=head, own_bottom=strategy == "full").to(device)
     if config.resume:  # a warm start: the previous model already knows the phrase
         previous, _ = load_model(config.out)
         if previous.head_kind != head:
             raise WakewordError(f"{config.out}: has a {previous.head_kind} head, this run would train a {head} head")
-        net.load_state_dict(previous.state_dict())
+        if previous.bottom is not None and net.bottom is None:
+            # Its head reads its own bottom's activations; this run's features come from the shared one.
+            raise WakewordError(
+                f"{config.out}: carries its own encoder bottom (trained with --strategy full); a '{strategy}' "
+                "run trains on the shared bottom's features and cannot start from it: train it again with "
+                "--strategy full, or train a new model"
+            )
+        state = previous.state_dict()
+        if net.bottom is not None and previous.bottom is None:  # going 'full': the bottom starts pretrained
+            state |= {f"bottom.{name}": value for name, value in net.bottom.state_dict().items()}
+        net.load_state_dict(state)
+    seconds = {"features": round(time.time() - start, 1)}
+    phase_start = time.time()
     phase1 = fit(net, data, device, config.head_epochs, config.head_lr, False, config, "phase 1 (head)")
 
     for round_ in range(config.mining_rounds):
@@ -785,29 +940,47 @@ def train(config: TrainConfig) -> dict:
 
         segments = make_segments(hard, {"hard": 1}, {"hard": 2.0}, config.seed + 2 + round_)
         augment = Augmenter(device=device, seed=3 + round_)
-        extra = featurize(segments, encoder, augment, None, device, progress=f"hard negatives ({round_ + 1})")
+        extra = featurize(
+            segments,
+            encoder,
+            augment,
+            None,
+            device,
+            progress=f"hard negatives ({round_ + 1})",
+            keep_mels=strategy == "full",
+        )
         data.train = Features.concat([data.train, extra])
         data.train_sources += hard
         phase1 = fit(
             net, data, device, config.head_epochs, config.head_lr, False, config, f"phase 1 (+hard {round_ + 1})"
         )
 
-    phase2 = None
-    if strategy == "top":
+    seconds["phase1_and_mining"] = round(time.time() - phase_start, 1)
+    phase_start = time.time()
+    phase2 = phase3 = None
+    if strategy in ("top", "full"):
         phase1_state = copy.deepcopy(net.state_dict())
         phase2 = fit(net, data, device, config.top_epochs, config.top_lr, True, config, "phase 2 (top)")
-        # 'auto' keeps phase 2 only if validation says it helps; an explicit 'top' always keeps it (so
-        # that tools/bench_strategies.py measures what fine-tuning the top does, not the guard).
         worse = phase2["best_val_recall_at_0.5pct_fpr"] < phase1["best_val_recall_at_0.5pct_fpr"]
-        if worse and config.strategy == "auto":
+        if worse and phase2_guarded(config.strategy, data.info["user_clips"]):
             log.info("phase 2 did not improve validation recall; keeping phase 1")
             net.load_state_dict(phase1_state)
             phase2["kept"] = False
         else:
             phase2["kept"] = True
+        seconds["phase2"] = round(time.time() - phase_start, 1)
+    if strategy == "full":
+        phase_start = time.time()
+        phase3 = fit(
+            net, data, device, config.full_epochs, config.full_lr, True, config, "phase 3 (full)", train_bottom=True
+        )
+        phase3["bottom_distance"] = bottom_distance(net, encoder)
+        seconds["phase3"] = round(time.time() - phase_start, 1)
 
     net.eval()
+    phase_start = time.time()
     threshold, calibration, rows = calibrate(net, encoder, data.val_sources, config, device)
+    seconds["calibration"] = round(time.time() - phase_start, 1)
     encoder_card = json.loads((MODELS_DIR / CARD_FILE).read_text())
     card = {
         "phrase": config.phrase,
@@ -826,6 +999,10 @@ def train(config: TrainConfig) -> dict:
         f"{config.spec_augment_p:.0%} of training examples",
         "phase1": {k: v for k, v in phase1.items() if k != "history"},
         "phase2": {k: v for k, v in phase2.items() if k != "history"} if phase2 else None,
+        "phase3": {k: v for k, v in phase3.items() if k != "history"} if phase3 else None,
+        "phase_seconds": seconds,
+        # False: this model runs its own encoder bottom (bottom.onnx), computed apart from other wake words'.
+        "bottom_shared": net.bottom is None,
         "validation": calibration,
         "encoder": {
             "name": encoder_card["name"],
@@ -888,6 +1065,6 @@ def load_model(model_dir: Path) -> tuple[WakeWordNet, dict]:
             f"{FEATURE_VERSION}; retrain it"
         )
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    net = WakeWordNet(load_encoder(), head=checkpoint["head"])
+    net = WakeWordNet(load_encoder(), head=checkpoint["head"], own_bottom=checkpoint.get("own_bottom", False))
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval(), card
