@@ -19,9 +19,7 @@ import argparse
 import datetime
 import json
 import platform
-import shutil
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -225,14 +223,10 @@ def main() -> None:
     args = parser.parse_args()
     if not shared_data.available():
         raise SystemExit(shared_data.MISSING_REASON)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="wakeword-bench-"))
     rows = []
-    try:
+    with shared_data.work_folder(args.work, "wakeword-bench-") as work:
         for label in args.words:
             rows += run_word(label, args.k, args.quick, work, args.seed, args.int8)
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(rows, indent=2) + "\n")

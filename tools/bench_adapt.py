@@ -29,7 +29,6 @@ import json
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,13 +360,8 @@ def main() -> None:
     args = parser.parse_args()
     if not shared_data.available():
         raise SystemExit(shared_data.MISSING_REASON)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="wakeword-adapt-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with shared_data.work_folder(args.work, "wakeword-adapt-") as work:
         result = run(args, work)
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapt.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +101,19 @@ def git_revision() -> str:
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+@contextmanager
+def work_folder(path: str | None, prefix: str) -> Iterator[Path]:
+    """A benchmark's scratch folder: `path` if given (kept afterwards, for inspection), else a temporary
+    folder removed at the end, whatever happens."""
+    if path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
