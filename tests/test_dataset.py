@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from tests.conftest import SR
-from wakeword.dataset import Source, make_segments, partial_sources, place_end, scrambled_sources, split_by_group
+from wakeword.dataset import (
+    ISOLATED_S,
+    Source,
+    isolated_sources,
+    make_segments,
+    partial_sources,
+    place_end,
+    scrambled_sources,
+    split_by_group,
+    voiced_span,
+)
 from wakeword.model import SEGMENT_SAMPLES
 
 
@@ -55,6 +65,29 @@ def test_partials_are_negative_and_shorter():
     (part,) = partial_sources(pos, seed=0)
     assert part.label == 0 and part.kind == "partial" and 0.3 * SR < len(part.audio) < 0.8 * SR
     assert part.group == "user:a"  # goes to the same side of the split as its take
+
+
+def test_voiced_span_drops_the_silence_around_a_word():
+    word = np.sin(np.arange(SR // 2) * 0.3).astype(np.float32)
+    padded = np.concatenate([np.zeros(SR // 4, np.float32), word, np.zeros(SR // 3, np.float32)])
+    span = voiced_span(padded)
+    assert abs(len(span) - len(word)) <= 2 * 320  # to the 20 ms frame
+    assert np.abs(span[:320]).max() > 0.5 and np.abs(span[-320:]).max() > 0.5
+
+
+def test_isolated_negatives_are_short_speech_alone_from_the_same_group():
+    rng = np.random.default_rng(0)
+    silence = np.zeros(SR // 4, np.float32)
+    short = Source(np.concatenate([silence, rng.normal(0, 0.1, SR // 2).astype(np.float32), silence]), 0, "speech", "a")
+    long = Source(rng.normal(0, 0.1, 10 * SR).astype(np.float32), 0, "speech", "b")
+    out = {s.group: s for s in isolated_sources([short, long], limit=10, seed=0)}
+    assert all(s.label == 0 and s.kind == "isolated" for s in out.values())
+    assert abs(len(out["a"].audio) - SR // 2) <= 2 * 320  # a short recording: its voiced part, whole
+    assert ISOLATED_S[0] * SR <= len(out["b"].audio) <= ISOLATED_S[1] * SR  # a long one: a word-sized cut...
+    assert out["b"].audio[0] == 0 and out["b"].audio[-1] == 0  # ...faded in and out, so no click marks it
+    again = isolated_sources([short, long], limit=10, seed=0)  # the same cuts on every run (the feature cache)
+    assert {s.key: s.audio.tobytes() for s in again} == {s.key: s.audio.tobytes() for s in out.values()}
+    assert len(isolated_sources([short, long], limit=1, seed=0)) == 1
 
 
 def test_scrambled_takes_are_the_same_voice_but_not_the_phrase():

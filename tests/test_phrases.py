@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -185,6 +186,22 @@ def test_near_misses_sorted_closest_first(hey_nova):
 def test_near_misses_are_deterministic(hey_nova):
     assert near_miss_phrases("hey nova") == hey_nova
     assert near_miss_phrases("Hey, Nova!") == hey_nova  # normalised first
+
+
+def test_near_misses_are_the_same_in_every_process():
+    """Python seeds its string hashing per process, so any set order that leaks into the list changes
+    the training data from run to run (it did: "hey know vi" came and went)."""
+    import subprocess
+    import sys
+
+    code = "from wakeword.phrases import near_miss_phrases; print([m.text for m in near_miss_phrases('hey nova', 80)])"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(runs) == 1 and "hey" in runs.pop()
 
 
 def test_seed_changes_only_the_sentences(hey_nova):

@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
         head_epochs=4,
         top_epochs=2,
         hard_negatives=30,
+        isolated_negatives=10,  # off by default; on here so that its path runs end to end
     )
     card = train(config)
     return out, card
@@ -42,6 +43,12 @@ def test_training_writes_a_complete_card(trained):
     assert 0.5 <= card["threshold"] < 1.0
     assert card["data"]["positive_voice_configs"] == 40 and card["data"]["near_miss_phrases"] >= 20
     assert card["device"] == "cpu"
+    # TTS sentences are heard as running talk and (10 of them, as asked) alone, framed like the phrase.
+    sources = card["data"]["train_sources"]
+    assert (
+        sources["isolated"] > 0
+        and sum(card["data"][k].get("isolated", 0) for k in ("train_sources", "val_sources")) == 10
+    )
     assert (out / "model.pt").exists() and json.loads((out / "card.json").read_text())["phrase"] == "hey nova"
 
 
@@ -367,6 +374,26 @@ def test_tail_fit_with_no_peaks_or_no_audio():
     assert tail_fit(np.array([0.9]), 0.0, 0.5)["threshold"] == 0.5
 
 
+def test_positive_cap_is_the_highest_threshold_that_keeps_the_positives():
+    from wakeword.train import positive_cap
+
+    rows = [{"threshold": t, "frr": f} for t, f in ((0.5, 0.0), (0.8, 0.05), (0.9, 0.1), (0.95, 0.4), (0.99, 0.9))]
+    assert positive_cap(rows, 0.1) == 0.9
+    assert positive_cap(rows, 0.0) == 0.5
+    assert positive_cap([{"threshold": 0.5, "frr": 0.5}], 0.1) == 0.0  # none does: no cap below the floor
+
+
+def test_calibrated_threshold_caps_the_extrapolation_but_not_the_evidence():
+    from wakeword.train import calibrated_threshold
+
+    fit = {"threshold": 0.9999, "floor": 0.3}
+    assert calibrated_threshold(fit, cap=0.93) == 0.93  # a guess past the data gives way to the positives
+    assert calibrated_threshold(fit | {"threshold": 0.8}, cap=0.93) == 0.8  # below the cap: the tail's own
+    assert calibrated_threshold(fit | {"floor": 0.97}, cap=0.93) == 0.97  # a false alarm seen is never let through
+    assert calibrated_threshold({"threshold": 0.5, "floor": None}, cap=0.0) == 0.5  # no peaks: the default
+    assert calibrated_threshold({"threshold": 1.0, "floor": 0.9999999}, cap=1.0) < 1.0  # within the bounds
+
+
 def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(trained):
     from wakeword.train import MAX_THRESHOLD
 
@@ -382,3 +409,7 @@ def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(tra
     if card["threshold"] < MAX_THRESHOLD:
         assert card["threshold"] > validation["highest_negative_score"]
         assert validation["fa_per_hour_at_threshold"] == 0.0
+    # Past the evidence, the tail's guess gives way to the held-aside positives (calibrated_threshold).
+    floor = float(np.nextafter(validation["highest_negative_score"], 1.0))
+    assert card["threshold"] <= max(validation["positive_cap"], floor, 0.5) + 1e-9
+    assert card["threshold"] <= validation["tail_threshold"] + 1e-9 or card["threshold"] == 0.5

@@ -913,9 +913,12 @@ def _neighbours(phones: Phones, with_close: bool) -> Iterator[Phones]:
         if k < len(base):
             yield base[:k] + base[k + 1 :]
     if with_close:
-        for first in set(_neighbours(phones, with_close=False)):
+        # Sorted, here and where words are looked up: set order changes with Python's per-process hash
+        # seed, and the first neighbour to reach a word picks its pronunciation, so the near-misses (and
+        # the training data) would change from run to run.
+        for first in sorted(set(_neighbours(phones, with_close=False))):
             for k, p in enumerate(first):
-                for q in CLOSE.get(p, ()):
+                for q in sorted(CLOSE.get(p, ())):
                     yield (*first[:k], q, *first[k + 1 :])
 
 
@@ -923,7 +926,7 @@ def _real_words(word: _Word) -> list[_Word]:
     """Dictionary words within MAX_REAL_WORD_DISTANCE of the word: reverse lookup of its neighbours."""
     index, own = _homophone_index(), {strip_stress(v) for v in _word_variants(word.text)}
     found: dict[str, Phones] = {}
-    for neighbour in set(_neighbours(word.phones, with_close=True)) - own:
+    for neighbour in sorted(set(_neighbours(word.phones, with_close=True)) - own):
         for w in index.get(neighbour, ()):
             if w in found or w == word.text:
                 continue
@@ -937,7 +940,7 @@ def _close_real_words(phones: Phones) -> dict[str, Phones]:
     """Dictionary words sounding within about two close edits of `phones` (itself included)."""
     index = _homophone_index()
     found: dict[str, Phones] = {}
-    for neighbour in {strip_stress(phones), *_neighbours(phones, with_close=True)}:
+    for neighbour in sorted({strip_stress(phones), *_neighbours(phones, with_close=True)}):
         for w in index.get(neighbour, ()):
             if w not in found:
                 pron = next(p for p in _cmu()[w] if strip_stress(p) == neighbour)
