@@ -20,6 +20,11 @@ TEST_SPEED, TEST_PITCH = 1.05, 0.75  # a speed and pitch off the training grid: 
 MATCH_TOLERANCE_S = 0.5
 
 
+def fired_during(end_s: float, start: float, end: float) -> bool:
+    """Whether a detection ending at end_s belongs to an item said from start to end (a little late is fine)."""
+    return start <= end_s <= end + MATCH_TOLERANCE_S
+
+
 def test_recording(phrase: str, seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float, str, bool]], list[str]]:
     """Speech with the phrase said 6 times by voices off the training grid, among near-misses and sentences.
 
@@ -81,12 +86,12 @@ def run_demo(phrase: str, out: Path, force: bool = False) -> int:
     print(f"4/4 detections in {out / 'test_recording.wav'} ({seconds:.0f} s, phrase said {len(truth)} times):")
     hits = 0
     for d in detections:
-        match = any(start <= d.end_s <= end + MATCH_TOLERANCE_S for start, end in truth)
+        match = any(fired_during(d.end_s, start, end) for start, end in truth)
         hits += match
         # What was being said when it fired: a false detection is most often a near-miss ("hey nofa").
-        heard = [text for start, end, text, _ in said if start <= d.end_s <= end + MATCH_TOLERANCE_S]
+        heard = [text for start, end, text, _ in said if fired_during(d.end_s, start, end)]
         print("   " + json.dumps({**d.as_dict(), "correct": match, "heard": heard[0] if heard else None}))
-    missed = sum(not any(start <= d.end_s <= end + MATCH_TOLERANCE_S for d in detections) for start, end in truth)
+    missed = sum(not any(fired_during(d.end_s, start, end) for d in detections) for start, end in truth)
     val = card.get("validation") or {}
     print(
         f"summary: {hits} correct detections, {len(detections) - hits} false, {missed} of {len(truth)} missed; "
