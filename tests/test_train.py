@@ -386,12 +386,14 @@ def test_positive_cap_is_the_highest_threshold_that_keeps_the_positives():
 def test_calibrated_threshold_caps_the_extrapolation_but_not_the_evidence():
     from wakeword.train import calibrated_threshold
 
-    fit = {"threshold": 0.9999, "floor": 0.3}
-    assert calibrated_threshold(fit, cap=0.93) == 0.93  # a guess past the data gives way to the positives
-    assert calibrated_threshold(fit | {"threshold": 0.8}, cap=0.93) == 0.8  # below the cap: the tail's own
-    assert calibrated_threshold(fit | {"floor": 0.97}, cap=0.93) == 0.97  # a false alarm seen is never let through
-    assert calibrated_threshold({"threshold": 0.5, "floor": None}, cap=0.0) == 0.5  # no peaks: the default
-    assert calibrated_threshold({"threshold": 1.0, "floor": 0.9999999}, cap=1.0) < 1.0  # within the bounds
+    fit, thin = {"threshold": 0.9999, "floor": 0.3}, 0.01  # hours of held-aside speech, as in the demo
+    assert calibrated_threshold(fit, cap=0.93, hours=thin) == 0.93  # a guess past the data gives way
+    assert calibrated_threshold(fit | {"threshold": 0.8}, cap=0.93, hours=thin) == 0.8  # below the cap: its own
+    assert calibrated_threshold(fit | {"floor": 0.97}, cap=0.93, hours=thin) == 0.97  # a seen false alarm never passes
+    assert calibrated_threshold({"threshold": 0.5, "floor": None}, cap=0.0, hours=thin) == 0.5  # no peaks: default
+    assert calibrated_threshold({"threshold": 1.0, "floor": 0.9999999}, cap=1.0, hours=thin) < 1.0  # within bounds
+    # From a quarter hour of real speech the tail is the better guess (measured): the cap does not act.
+    assert calibrated_threshold(fit, cap=0.93, hours=0.25) == 0.9995
 
 
 def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(trained):

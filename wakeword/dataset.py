@@ -216,6 +216,8 @@ def isolated_sources(speech: Sequence[Source], limit: int, seed: int) -> list[So
     0.97-0.996. These give it the same framing without the phrase. Off by default
     (TrainConfig.isolated_negatives): the development benchmark showed no gain beyond its spread.
     """
+    if limit <= 0:
+        return []
     picked = sorted(speech, key=lambda s: stable_hash(seed, "isolated:" + s.key))[:limit]
     out = []
     for s in picked:

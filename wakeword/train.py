@@ -839,9 +839,12 @@ def positive_cap(det_rows: list[dict], max_frr: float) -> float:
     return float(max(ok)) if ok else 0.0
 
 
-def calibrated_threshold(fit: dict, cap: float) -> float:
-    """tail_fit's threshold, no higher than the positives' cap unless its floor (the data) says so."""
-    chosen = fit["threshold"] if fit["floor"] is None else max(fit["floor"], min(fit["threshold"], cap))
+def calibrated_threshold(fit: dict, cap: float, hours: float) -> float:
+    """tail_fit's threshold; from under MIN_TAIL_HOURS of held-aside speech, no higher than the
+    positives' cap unless its floor (a false alarm the data showed) says so."""
+    chosen = fit["threshold"]
+    if fit["floor"] is not None and hours < MIN_TAIL_HOURS:
+        chosen = max(fit["floor"], min(chosen, cap))
     return float(min(MAX_THRESHOLD, max(0.5, chosen)))
 
 
@@ -872,8 +875,9 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
     rows = det_curve(pos_scores, pos_stream, neg_scores, neg_stream.hours)
     peaks = negative_peaks(neg_scores)
     fit = tail_fit(peaks, neg_stream.hours, config.target_fa_per_hour)
-    cap = positive_cap(rows, MAX_EXTRAPOLATED_FRR) if neg_stream.hours < MIN_TAIL_HOURS else 1.0
-    threshold = calibrated_threshold(fit, cap)
+    cap = positive_cap(rows, MAX_EXTRAPOLATED_FRR)
+    capped = neg_stream.hours < MIN_TAIL_HOURS
+    threshold = calibrated_threshold(fit, cap, neg_stream.hours)
     summary = {
         "threshold": threshold,
         "negative_hours": neg_stream.hours,
@@ -892,7 +896,7 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
         + (
             f", the tail no higher than the score that misses {MAX_EXTRAPOLATED_FRR:.0%} of the held-aside "
             f"positives (under {MIN_TAIL_HOURS} h of held-aside speech)"
-            if cap < 1.0
+            if capped
             else ""
         )
         + f"; within [0.5, {MAX_THRESHOLD}]",
