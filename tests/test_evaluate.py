@@ -148,14 +148,34 @@ def test_positive_stream_layout_and_snr():
     assert min(gaps) >= 2.5 - 1e-9 and max(gaps) <= 4.0 + 1e-9
     assert clean.targets[0][0] >= 2.5 - 1e-9  # background before the first clip too
 
-    noisy = ev.build_positive_stream(POSITIVES, background=burst(2.0, seed=9), snr_db=5.0, seed=3)
-    assert noisy.targets == clean.targets  # the same seed lays out the same stream
-    mask = np.zeros(len(clean.audio), dtype=bool)
-    for start, end in clean.targets:
-        mask[round(start * SR) : round(end * SR)] = True
-    added = noisy.audio - clean.audio
-    assert abs(snr_db(clean.audio[mask], added) - 5.0) < 0.1
-    assert np.all(added[~mask] != 0)  # the noise runs through the gaps as well
+
+def test_the_snr_holds_for_every_clip_whatever_its_recording_level():
+    # Half the takes recorded 40 dB quieter: each must still sit 5 dB above the noise, not 35 dB under it.
+    clips = [c * (0.01 if i % 2 else 1.0) for i, c in enumerate(POSITIVES)]
+    noise = burst(2.0, seed=9, amplitude=0.05)
+    layout = ev.build_positive_stream(clips, seed=3)
+    up = ev.build_positive_stream(clips, background=noise, snr_db=5.0, seed=3)
+    down = ev.build_positive_stream(clips, background=-noise, snr_db=5.0, seed=3)
+    assert up.targets == layout.targets  # the same seed lays out the same stream
+    track, speech = (up.audio - down.audio) / 2, (up.audio + down.audio) / 2
+    noise_power = float(np.mean(track.astype(np.float64) ** 2))
+    for start, end in up.targets:
+        clip = speech[round(start * SR) : round(end * SR)]
+        assert 10 * np.log10(ev.speech_level(clip) / noise_power) == pytest.approx(5.0, abs=0.1)
+    assert np.all(track != 0)  # the noise runs through the gaps as well
+
+
+def test_speech_level_ignores_pauses_and_common_level_keeps_silence():
+    voiced = np.random.default_rng(1).normal(0, 0.1, SR).astype(np.float32)  # steady: every frame as loud
+    with_pause = np.concatenate([voiced, np.zeros_like(voiced)])
+    assert ev.speech_level(with_pause) == pytest.approx(ev.speech_level(voiced), rel=0.1)  # a mean would halve it
+    silent = np.zeros(SR, np.float32)
+    scaled, level = ev.at_common_level([voiced, voiced * 0.001, silent, voiced * 0.01])
+    assert level == pytest.approx(ev.speech_level(voiced * 0.01))  # the median of the audible three
+    assert all(ev.speech_level(c) == pytest.approx(level, rel=1e-4) for c in (scaled[0], scaled[1], scaled[3]))
+    np.testing.assert_array_equal(scaled[2], silent)
+    with pytest.raises(WakewordError, match="silent"):
+        ev.at_common_level([silent])
 
 
 def test_negative_stream_gaps_and_hours():

@@ -8,7 +8,9 @@ count.
 Protocol
     streams     positives: each positive clip placed in background (silence or noise) with random
                 gaps; negatives: one long stream of speech clips with short random gaps. Either
-                can be mixed with noise at a given SNR.
+                can be mixed with noise at a given SNR, which then holds for every clip: each clip
+                is first brought to the clips' median speech level (speech_level), so a take
+                recorded 40 dB quieter than the rest is not buried 30 dB under the noise.
     scorer      the whole 16 kHz float32 stream in, one score per 80 ms step out (Scorer below).
     event       a rising threshold crossing (score >= threshold after a step below it). A crossing
                 less than REFRACTORY_S after the start of the previous event belongs to that event
@@ -134,22 +136,46 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.ran
     return speech + _scale_to_snr(power, _fit_noise(noise, len(speech), rng), snr_db)
 
 
+def speech_level(clip: np.ndarray, frame: int = 320) -> float:
+    """Mean power of the louder half of a clip's 20 ms frames: its speech level, pauses ignored
+    (the definition training's augmentation mixes noise by, augment.speech_power)."""
+    clip = np.asarray(clip, dtype=np.float64).reshape(-1)
+    n = max(frame, len(clip) // frame * frame)
+    frames = np.pad(clip, (0, max(0, n - len(clip))))[:n].reshape(-1, frame)
+    power = np.sort(np.mean(frames**2, axis=1))[::-1]
+    return float(np.mean(power[: max(1, len(power) // 2)]))
+
+
+def at_common_level(clips: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """Each clip scaled to the median speech level of all of them (silent clips left as they are),
+    and that level. Real recordings differ by 40 dB and more (a few athena takes in ../shared/data
+    peak at 0.002): with one noise track for the stream, an SNR set against the stream's average
+    would put the quiet takes far under the noise, and measure the recording levels, not the model."""
+    levels = np.array([speech_level(c) for c in clips])
+    audible = levels[levels > 0]
+    if audible.size == 0:
+        raise WakewordError("every clip is silent: no SNR can be set against them")
+    target = float(np.median(audible))
+    scaled = [c * np.float32(math.sqrt(target / p)) if p > 0 else c for c, p in zip(clips, levels, strict=True)]
+    return scaled, target
+
+
 def _add_background(
     audio: np.ndarray,
-    speech_mask: np.ndarray,
+    speech_power: float | None,
     noise: np.ndarray | None,
     snr_db: float | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Add noise across the whole stream; the SNR is measured against the speech samples only, so
-    the pauses between clips do not make the noise quieter than the SNR says."""
+    """Add noise across the whole stream, at snr_db below speech_power (the clips' common speech
+    level) when given, else at the noise's own level."""
     if noise is None:
         if snr_db is not None:
             raise WakewordError("snr_db was given without any noise to mix in")
         return audio
     track = _fit_noise(noise, len(audio), rng)
     if snr_db is not None:
-        track = _scale_to_snr(float(np.mean(audio[speech_mask].astype(np.float64) ** 2)), track, snr_db)
+        track = _scale_to_snr(speech_power, track, snr_db)
     mixed = audio + track
     peak = float(np.max(np.abs(mixed)))
     if peak > 1.0:
@@ -161,25 +187,23 @@ def _add_background(
 
 def _assemble(
     clips: list[np.ndarray], gap_s: tuple[float, float], rng: np.random.Generator, lead: bool
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Clips with random gaps between them (and before the first / after the last when `lead`).
 
-    Returns the audio, a mask of the clip samples and each clip's (start, end) sample.
+    Returns the audio and each clip's (start, end) sample.
     """
     gaps = [_gap_samples(rng, gap_s) for _ in range(len(clips) + 1)]
     if not lead:
         gaps[0] = gaps[-1] = 0
     total = sum(gaps) + sum(len(c) for c in clips)
     audio = np.zeros(total, dtype=np.float32)
-    mask = np.zeros(total, dtype=bool)
     spans = []
     pos = gaps[0]
     for clip, gap in zip(clips, gaps[1:], strict=True):
         audio[pos : pos + len(clip)] = clip
-        mask[pos : pos + len(clip)] = True
         spans.append((pos, pos + len(clip)))
         pos += len(clip) + gap
-    return audio, mask, spans
+    return audio, spans
 
 
 def build_positive_stream(
@@ -194,8 +218,11 @@ def build_positive_stream(
     clips = _check_clips(clips, "positive")
     _check_gap(gap_s)
     rng = np.random.default_rng(seed)
-    audio, mask, spans = _assemble(clips, gap_s, rng, lead=True)
-    audio = _add_background(audio, mask, background, snr_db, rng)
+    level = None
+    if snr_db is not None and background is not None:
+        clips, level = at_common_level(clips)
+    audio, spans = _assemble(clips, gap_s, rng, lead=True)
+    audio = _add_background(audio, level, background, snr_db, rng)
     targets = [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in spans]
     return Stream(audio, targets, "positives")
 
@@ -211,8 +238,11 @@ def build_negative_stream(
     clips = _check_clips(clips, "negative")
     _check_gap(gap_s)
     rng = np.random.default_rng(seed)
-    audio, mask, _ = _assemble(clips, gap_s, rng, lead=False)
-    audio = _add_background(audio, mask, noise, snr_db, rng)
+    level = None
+    if snr_db is not None and noise is not None:
+        clips, level = at_common_level(clips)
+    audio, _ = _assemble(clips, gap_s, rng, lead=False)
+    audio = _add_background(audio, level, noise, snr_db, rng)
     return Stream(audio, [], "negatives")
 
 
