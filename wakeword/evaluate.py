@@ -206,6 +206,26 @@ def _assemble(
     return audio, spans
 
 
+def _mixed_stream(
+    clips: Sequence[np.ndarray],
+    what: str,
+    gap_s: tuple[float, float],
+    noise: np.ndarray | None,
+    snr_db: float | None,
+    seed: int,
+    lead: bool,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Both builders: check, lay the clips out, bring them to one level if an SNR is asked, add the noise."""
+    clips = _check_clips(clips, what)
+    _check_gap(gap_s)
+    rng = np.random.default_rng(seed)
+    level = None
+    if snr_db is not None and noise is not None:
+        clips, level = at_common_level(clips)
+    audio, spans = _assemble(clips, gap_s, rng, lead=lead)
+    return _add_background(audio, level, noise, snr_db, rng), spans
+
+
 def build_positive_stream(
     clips: Sequence[np.ndarray],
     gap_s: tuple[float, float] = POSITIVE_GAP_S,
@@ -215,14 +235,7 @@ def build_positive_stream(
 ) -> Stream:
     """Each positive clip with background before and after it: silence, or `background` looped
     (at its own level, or at snr_db against the clips when given)."""
-    clips = _check_clips(clips, "positive")
-    _check_gap(gap_s)
-    rng = np.random.default_rng(seed)
-    level = None
-    if snr_db is not None and background is not None:
-        clips, level = at_common_level(clips)
-    audio, spans = _assemble(clips, gap_s, rng, lead=True)
-    audio = _add_background(audio, level, background, snr_db, rng)
+    audio, spans = _mixed_stream(clips, "positive", gap_s, background, snr_db, seed, lead=True)
     targets = [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in spans]
     return Stream(audio, targets, "positives")
 
@@ -235,14 +248,7 @@ def build_negative_stream(
     seed: int = 0,
 ) -> Stream:
     """One long stream of negative speech with short random pauses, optionally in noise."""
-    clips = _check_clips(clips, "negative")
-    _check_gap(gap_s)
-    rng = np.random.default_rng(seed)
-    level = None
-    if snr_db is not None and noise is not None:
-        clips, level = at_common_level(clips)
-    audio, _ = _assemble(clips, gap_s, rng, lead=False)
-    audio = _add_background(audio, level, noise, snr_db, rng)
+    audio, _ = _mixed_stream(clips, "negative", gap_s, noise, snr_db, seed, lead=False)
     return Stream(audio, [], "negatives")
 
 
