@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
+
 import pytest
 
 from tools import bench_accuracy as ba
@@ -36,3 +41,27 @@ def test_recipe_overrides_are_typed_and_checked():
         ba.parse_overrides(["not_a_field=1"])
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         ba.parse_overrides(["resume"])
+
+
+def test_a_stopped_run_keeps_its_rows_without_replacing_the_last_table(tmp_path):
+    full = {**row("athena", "clean", 0, 0.05), "test_positives": 10, "negative_hours": 1.0}
+    full.update({"frr_at_1_fa_per_hour": 0.05, "threshold": 0.9, "test_threshold_at_0.5_fa_per_hour": 0.9})
+    full.update({"frr_at_threshold": 0.1, "fa_per_hour_at_threshold": 0.0, "train_seconds": 100})
+    args = argparse.Namespace(out=str(tmp_path), quick=True, k=5, seeds=[0], set=[])
+    (tmp_path / "benchmarks.md").write_text("the last complete table\n")
+    ba.write_results([full], args, done=False)
+    assert (tmp_path / "benchmarks.md").read_text() == "the last complete table\n"
+    assert json.loads((tmp_path / "benchmarks.partial.json").read_text()) == [full]
+    ba.write_results([full], args, done=True)
+    assert "| athena | 0 | clean | 10 |" in (tmp_path / "benchmarks.md").read_text()
+    assert not (tmp_path / "benchmarks.partial.json").exists() and not (tmp_path / "benchmarks.partial.md").exists()
+
+
+def test_a_recipe_variant_must_not_write_over_the_default_table():
+    done = subprocess.run(
+        [sys.executable, str(ba.ROOT / "tools" / "bench_accuracy.py"), "--set", "head=gru"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "its own --out" in done.stderr

@@ -207,6 +207,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    variant = f", recipe changed by {', '.join(args.set)}" if args.set else ""
     lines = [
         "# Benchmarks",
         "",
@@ -214,7 +215,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"Run {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
         f"git {shared_data.git_revision()}, recipe {'quick' if args.quick else 'default'}, K = {args.k}, "
-        f"seeds {' '.join(map(str, args.seeds))}{recipe_changes(args.set)}. "
+        f"seeds {' '.join(map(str, args.seeds))}{variant}. "
         f"Command: `{shared_data.shown_command('tools/bench_accuracy.py', sys.argv[1:])}`.",
         "Streaming, event-level (wakeword.evaluate): an event is a rising threshold crossing with a 2 s refractory "
         "merge; a positive counts if an event starts within [clip start, clip end + 0.5 s]. Negatives are the "
@@ -258,16 +259,17 @@ def parse_overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def recipe_changes(pairs: list[str]) -> str:
-    return f", recipe changed by {', '.join(pairs)}" if pairs else ""
-
-
-def write_results(rows: list[dict], args: argparse.Namespace) -> None:
-    """After every word, so that a stopped run keeps what it measured."""
+def write_results(rows: list[dict], args: argparse.Namespace, done: bool) -> None:
+    """benchmarks.partial.{json,md} after every word, so that a stopped run keeps what it measured
+    without replacing the last complete table; benchmarks.{json,md} at the end."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "benchmarks.md").write_text(markdown(rows, args))
+    name = "benchmarks" if done else "benchmarks.partial"
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(rows, args))
+    if done:
+        for suffix in (".json", ".md"):
+            (out / f"benchmarks.partial{suffix}").unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -278,18 +280,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; the table averages them")
     parser.add_argument("--int8", action="store_true", help="also export and evaluate the int8 graphs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
-    parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--out", help="where the table goes (default docs/; a --set variant must name its own)")
     parser.add_argument("--work", help="train in this folder and keep it (models, cards) instead of a temporary one")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+    if args.set and args.out is None:
+        raise SystemExit("--set measures a variant, not the default recipe: give it its own --out folder")
+    args.out = args.out or str(ROOT / "docs")
     if not shared_data.available():
         raise SystemExit(shared_data.MISSING_REASON)
-    overrides = parse_overrides(args.set)
     rows = []
     with shared_data.work_folder(args.work, "wakeword-bench-") as work:
         for seed in args.seeds:
             for label in args.words:
                 rows += run_word(label, args.k, args.quick, work / f"seed{seed}", seed, args.int8, overrides)
-                write_results(rows, args)
+                write_results(rows, args, done=False)
+    write_results(rows, args, done=True)
     print(markdown(rows, args))
 
 
