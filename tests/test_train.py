@@ -285,6 +285,38 @@ def test_phase_3_pull_keeps_the_bottom_near_the_pretrained_weights(tmp_path):
     assert distances[0] > 0 and distances[1] < 0.5 * distances[0]
 
 
+def test_train_seed_alone_decides_the_optimisation(tmp_path):
+    """fit on random activations: train_seed (batch order, dropout) moves the weights, the data seed does not
+    once train_seed is set, and an unset train_seed falls back to the seed."""
+    import torch
+
+    from wakeword.dataset import Features
+    from wakeword.encoder import load_encoder
+    from wakeword.model import WakeWordNet
+    from wakeword.train import Data, fit, quick_config
+
+    def examples(n: int, seed: int) -> Features:
+        generator = torch.Generator().manual_seed(seed)
+        labels = (torch.arange(n) % 2).float()
+        acts = torch.randn(n, 96, 38, 2, generator=generator) + labels[:, None, None, None]
+        return Features(acts.half(), labels, torch.ones(n), ["x"] * n)
+
+    data = Data(examples(96, 0), examples(32, 1), [], [], {})
+    encoder = load_encoder()
+
+    def head_after(**seeds) -> torch.Tensor:
+        torch.manual_seed(123)  # the same initial head every time
+        net = WakeWordNet(encoder)
+        fit(net, data, "cpu", 2, 1e-2, False, quick_config(phrase="x", out=tmp_path, batch_size=16, **seeds), "p1")
+        return torch.cat([p.detach().flatten() for p in net.head.parameters()])
+
+    base = head_after(seed=0)
+    assert torch.equal(base, head_after(seed=0))
+    assert torch.equal(base, head_after(seed=7, train_seed=0))
+    assert torch.equal(head_after(seed=1, train_seed=5), head_after(seed=2, train_seed=5))
+    assert not torch.equal(base, head_after(seed=0, train_seed=5))
+
+
 def test_auto_strategy_and_unknown_strategies():
     from wakeword.errors import WakewordError
     from wakeword.train import choose_strategy, phase2_guarded

@@ -77,7 +77,10 @@ class TrainConfig:
     head: str = "conv"
     strategy: str = "auto"  # one of STRATEGIES (the CLI default too)
     commercial_safe: bool = True
-    seed: int = 0
+    seed: int = 0  # the data: takes split, synthesis draws, augmentation, segment placement
+    # The optimisation alone: weight init, batch order, dropout (None: seed). On the same data it moves the
+    # result as much as another data draw does (tools/bench_variance.py, docs/variance.md).
+    train_seed: int | None = None
     cache_dir: Path | None = None
     resume: bool = False  # start from the weights already in `out` (its files move to out/previous/)
     # Data recipe: how many examples each source gives, and how much each counts.
@@ -135,6 +138,10 @@ class TrainConfig:
     speech_val_fraction: float = 0.2
     spec_augment_p: float = 0.3  # share of training examples with SpecAugment masks on the log-mel
     patience: int = 8
+
+
+def optimisation_seed(config: TrainConfig) -> int:
+    return config.seed if config.train_seed is None else config.train_seed
 
 
 def quick_config(**overrides) -> TrainConfig:
@@ -607,7 +614,7 @@ def fit(
     training set per epoch, and a fixed full_val_examples of the validation set (see TrainConfig)."""
     from tqdm import tqdm
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(optimisation_seed(config))
     net.to(device)
     labels, weights = data.train.labels, balanced_weights(data.train, config.negative_share)
     val_labels = data.val.labels
@@ -971,6 +978,8 @@ def train(config: TrainConfig) -> dict:
     data = build_data(config, encoder, device)
     strategy = data.info["strategy"]
     head = "linear" if strategy == "features" else config.head
+    if config.train_seed is not None:  # another head init on the same data (unset: as the seed left it)
+        torch.manual_seed(config.train_seed)
     net = WakeWordNet(encoder, head=head, own_bottom=strategy == "full").to(device)
     if config.resume:  # a warm start: the previous model already knows the phrase
         previous, _ = load_model(config.out)
