@@ -111,7 +111,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python tools/bench_variance.py " + " ".join(sys.argv[1:])
+    command = shared_data.shown_command("tools/bench_variance.py", sys.argv[1:])
     (out / "variance.json").write_text(
         json.dumps({"command": command, "rows": rows, "summary": summary}, indent=2) + "\n"
     )
