@@ -253,6 +253,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"{Path(args.out) / name}: {size / 1024:.0f} KB")
         return 0
     info = export_model(Path(args.model), int8=args.int8, calibration_audio=calibration)
+    if args.server:
+        from wakeword.export import export_server
+
+        info["files"][export_server(Path(args.model)).name] = None
     for name in info["files"]:
         size = (Path(args.model) / name).stat().st_size
         print(f"{Path(args.model) / name}: {size / 1024:.0f} KB")
@@ -512,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a trained model to ONNX for the runtime (--int8 for boards)")
     p.add_argument("model", help="model folder made by 'wakeword train'")
     p.add_argument("--int8", action="store_true", help="also write int8 graphs, calibrated on audio")
+    p.add_argument(
+        "--server", action="store_true", help="also write server.onnx: many streams at once (wakeword.server)"
+    )
     p.add_argument("--calibration", nargs="*", help="audio files for int8 calibration (default: synthesised speech)")
     p.add_argument(
         "--target",

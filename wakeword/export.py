@@ -31,8 +31,10 @@ import torch
 
 from wakeword import FEATURE_VERSION, __version__
 from wakeword.errors import WakewordError
+from wakeword.frontend import CHUNK_SAMPLES
 from wakeword.runtime import CONV_TOP_KIND, CONV_TOP_STATE, GRAPH_VERSION, conv_top_graph
-from wakeword.streaming import StateLayout, StreamingBottom, StreamingTop, conv_top_weights
+from wakeword.server import SERVER
+from wakeword.streaming import BatchedStep, StateLayout, StreamingBottom, StreamingTop, conv_top_weights
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def export_module(
     outputs: list[str],
     role: str,
     layout: StateLayout,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -74,6 +77,7 @@ def export_module(
             opset_version=OPSET,
             input_names=inputs,
             output_names=outputs,
+            dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buffer.getvalue())
@@ -198,6 +202,29 @@ def export_model(model_dir: Path, int8: bool = False, calibration_audio: np.ndar
     }
     (model_dir / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
     return card["export"]
+
+
+def export_server(model_dir: Path) -> Path:
+    """Write MODEL_DIR/server.onnx: the wake word for B streams at once, PCM to score (wakeword.server).
+
+    audio (B, 1280) + state (B, S) -> scores (B,) + state (B, S), B free. The mel front end is in the
+    graph (StreamingMel), so that a GPU runs the whole step; the state layout is in its metadata.
+    """
+    from wakeword.encoder import load_encoder
+    from wakeword.train import CARD, load_model
+
+    net, card = load_model(model_dir)
+    bottom = StreamingBottom(load_encoder() if net.bottom is None else net.bottom).eval()
+    step = BatchedStep(bottom, StreamingTop(net).eval()).eval()
+    example = (torch.zeros(2, CHUNK_SAMPLES), step.initial_state().repeat(2, 1))  # 2 streams; any number runs
+    names = ["audio", "state"], ["scores", "state_out"]
+    axes = {name: {0: "streams"} for name in names[0] + names[1]}
+    model = export_module(step, example, *names, "server", step.layout, dynamic_axes=axes)
+    path = model_dir / SERVER
+    onnx.save(model, str(path))
+    card.setdefault("export", {}).setdefault("files", {})[SERVER] = sha256(path)
+    (model_dir / CARD).write_text(json.dumps(card, indent=2, default=float) + "\n")
+    return path
 
 
 def default_calibration_audio(phrase: str, seconds: float = 60.0) -> np.ndarray:

@@ -30,6 +30,7 @@ arithmetic, so that it still stacks.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -453,28 +454,43 @@ def pick_providers(providers: str | list[str] = "auto") -> list[str]:
     """'auto': CUDA when onnxruntime-gpu is installed and sees a GPU, else CPU. A list is used as given."""
     if providers == "auto":
         available = ort.get_available_providers()
-        return (
+        providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"]
             if "CUDAExecutionProvider" in available
             else ["CPUExecutionProvider"]
         )
     if isinstance(providers, str):
         providers = [providers]
+    if "CUDAExecutionProvider" in providers:
+        preload_cuda()
     return list(providers)
 
 
-def session_options() -> ort.SessionOptions:
+@functools.cache
+def preload_cuda() -> None:
+    """Load CUDA and cuDNN from their pip packages (nvidia-*), where onnxruntime-gpu looks for them only
+    when asked; without it the CUDA provider fails to load in a process that has not imported torch."""
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # a system-wide CUDA install still works: onnxruntime then says what is missing
+            log.info("onnxruntime.preload_dlls: %s", exc)
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # one step is tiny: threads cost more than they give, and the daemon must stay light
+    # One stream's step is tiny: threads cost more than they give, and the daemon must stay light. The
+    # server form (wakeword.server) on a CPU batches enough streams to use more.
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # NCHWc convolutions: -20 % here
     opts.log_severity_level = 3
     return opts
 
 
-def new_session(model: str | bytes, providers: list[str], where: str) -> ort.InferenceSession:
+def new_session(model: str | bytes, providers: list[str], where: str, threads: int = 1) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(model, session_options(), providers=providers)
+        return ort.InferenceSession(model, session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises several types for truncated or foreign files
         raise ModelError(f"{where}: not a loadable ONNX graph ({str(exc).splitlines()[0][:160]})") from None
 

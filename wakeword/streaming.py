@@ -36,13 +36,28 @@ import torch
 from torch import nn
 
 from wakeword.encoder import TOP_LAYERS, ConvAct, SpeechEmbedding
-from wakeword.frontend import EMBEDDING_HOP_FRAMES, FEATURE_OFFSET, FEATURE_SCALE, FLOOR_DB, N_MELS, WINDOW_FRAMES
+from wakeword.frontend import (
+    AMIN,
+    EMBEDDING_HOP_FRAMES,
+    FEATURE_OFFSET,
+    FEATURE_SCALE,
+    FLOOR_DB,
+    HOP_LENGTH,
+    INT16_SCALE,
+    N_FFT,
+    N_MELS,
+    WINDOW_FRAMES,
+    mel_filterbank,
+    stft_basis,
+)
 from wakeword.model import EMBEDDING_SCALE, HEAD_STEPS, ConvHead, WakeWordNet
 
 SILENCE = FLOOR_DB * FEATURE_SCALE + FEATURE_OFFSET  # the feature value of digital silence
 # Silence steps that take every cache from any state to the silence state (the longest chain of
 # caches, bottom + top + conv head, spans 25 steps); the runtime checks that the state stopped changing.
 SILENCE_STEPS = 32
+# Samples a stream keeps between 80 ms steps: the overlap of the chunk's 8 STFT frames with the next chunk's.
+TAIL_SAMPLES = N_FFT - HOP_LENGTH  # 352
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,18 @@ class StateLayout:
         return sum(self.sizes[: self.names.index(name)])
 
     def unpack(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """(S,) -> the tensors. (B, S), B streams' states -> the tensors with B in place of their leading 1."""
         # One Split node in the graph; the Reshapes are free.
-        return [part.reshape(shape) for part, shape in zip(torch.split(state, self.sizes), self.shapes, strict=True)]
+        if state.dim() == 1:
+            parts = torch.split(state, self.sizes)
+            return [part.reshape(shape) for part, shape in zip(parts, self.shapes, strict=True)]
+        parts = torch.split(state, self.sizes, dim=1)
+        return [part.reshape(-1, *shape[1:]) for part, shape in zip(parts, self.shapes, strict=True)]
 
-    def pack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def pack(self, tensors: list[torch.Tensor], streams: bool = False) -> torch.Tensor:
+        """The inverse of unpack: (S,), or (B, S) with streams=True."""
+        if streams:
+            return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
         return torch.cat([t.reshape(-1) for t in tensors])
 
     def as_json(self) -> list[dict]:
@@ -200,13 +223,16 @@ class StreamingTop(nn.Module):
         return x.squeeze(-1), new_caches
 
     def forward(self, acts: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = self.layout.unpack(state)
+        score, new = self.step(acts, self.layout.unpack(state))
+        return score, self.layout.pack(new)
+
+    def step(self, acts: torch.Tensor, parts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """forward on unpacked caches, for any number of streams: (scores (B,), new caches)."""
         embedding, new = self.embed(acts, parts[:2])
         history = parts[2:]
         if not self.streaming_head:
             window = torch.cat([history[0], embedding.transpose(1, 2)], dim=1)  # (1, 16, 96)
-            score = torch.sigmoid(self.head(window))
-            return score, self.layout.pack([*new, window[:, 1:]])
+            return torch.sigmoid(self.head(window)), [*new, window[:, 1:]]
         x = embedding
         for i, (conv, act) in enumerate(head_convs(self.head)):
             seen = torch.cat([history[i], x], dim=2)  # this layer's input, oldest first
@@ -214,8 +240,7 @@ class StreamingTop(nn.Module):
             x = act(conv(seen * EMBEDDING_SCALE if i == 0 else seen))  # (1, channels, 1)
         last = torch.cat([history[-1], x], dim=2)
         new.append(last[:, :, 1:])
-        score = torch.sigmoid(self.head.out(last.flatten(1)).squeeze(-1))
-        return score, self.layout.pack(new)
+        return torch.sigmoid(self.head.out(last.flatten(1)).squeeze(-1)), new
 
 
 @torch.no_grad()
@@ -260,3 +285,64 @@ def conv_top_weights(top: StreamingTop) -> dict[str, np.ndarray]:
         "lin_w": lin.float().numpy(),
         "lin_b": f32(top.head.out.bias, 1, 1, 1),
     }
+
+
+class StreamingMel(nn.Module):
+    """frontend.log_mel of one 80 ms chunk and the 352 samples before it, in torch, for B streams:
+    (B, 1632) samples -> (B, 8, 32) features.
+
+    The server graph (BatchedStep) needs the front end on the GPU: there, the numpy front end for
+    1000 streams would cost more than the whole encoder. The STFT is one strided convolution with
+    frontend's windowed DFT rows, in float32 (frontend sums the mel bands in float64; the features
+    agree to ~1e-5, see tests/test_server.py).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        real, imag = stft_basis()
+        basis = np.concatenate([real, imag]) * INT16_SCALE  # (514, 512)
+        self.register_buffer("basis", torch.tensor(basis, dtype=torch.float32).unsqueeze(1))
+        self.register_buffer("filters", torch.tensor(mel_filterbank(), dtype=torch.float32))
+        self.bins = real.shape[0]
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        spectrum = nn.functional.conv1d(samples.unsqueeze(1), self.basis, stride=HOP_LENGTH)  # (B, 514, 8)
+        power = spectrum[:, : self.bins] ** 2 + spectrum[:, self.bins :] ** 2
+        db = 10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ self.filters, min=AMIN))
+        return torch.clamp(db, min=FLOOR_DB) * FEATURE_SCALE + FEATURE_OFFSET
+
+
+class BatchedStep(nn.Module):
+    """forward(audio (B, 1280), state (B, S)) -> (scores (B,), new state (B, S)).
+
+    One 80 ms step of B independent streams of one wake word, from PCM to score: the mel front end,
+    the bottom and the top in one graph (wakeword.server runs it, on a GPU for a server's thousands of
+    streams). Each stream's state holds its last 352 samples (the front end's overlap), then the
+    bottom's caches, then the top's; the silence state is all-zero samples followed by the silence
+    caches, so a stream equals the single-stream detector step by step.
+    """
+
+    def __init__(self, bottom: StreamingBottom, top: StreamingTop) -> None:
+        super().__init__()
+        self.mel = StreamingMel()
+        self.bottom, self.top = bottom, top
+        tail = (("samples", (1, TAIL_SAMPLES)),)
+        named = tail + tuple(zip(bottom.layout.names, bottom.layout.shapes, strict=True))
+        named += tuple(zip(top.layout.names, top.layout.shapes, strict=True))
+        self.layout = StateLayout(tuple(n for n, _ in named), tuple(s for _, s in named))
+
+    @torch.no_grad()
+    def initial_state(self) -> torch.Tensor:
+        """One stream's silence state, (1, S)."""
+        samples = torch.zeros(1, TAIL_SAMPLES, dtype=next(self.parameters()).dtype)
+        bottom = self.bottom.initial_state()[None]
+        return torch.cat([samples, bottom, self.top.initial_state(self.bottom)[None]], dim=1)
+
+    def forward(self, audio: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = self.layout.unpack(state)
+        cut = 1 + len(self.bottom.layout.names)
+        samples = torch.cat([parts[0], audio], dim=1)  # (B, 1632)
+        frames = self.mel(samples)
+        acts, bottom_new = run_cached(list(self.bottom.layers), frames.unsqueeze(1), parts[1:cut])
+        scores, top_new = self.top.step(acts, parts[cut:])
+        return scores, self.layout.pack([samples[:, -TAIL_SAMPLES:], *bottom_new, *top_new], streams=True)
