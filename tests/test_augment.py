@@ -118,3 +118,17 @@ def test_spec_augment_masks_with_the_floor():
     floor = FLOOR_DB * FEATURE_SCALE + FEATURE_OFFSET
     masked = out == floor
     assert masked.any() and (out[~masked] == 7.0).all()
+
+
+def test_rirs_apply_per_row_in_one_batch():
+    """One RIR per row in one batched convolution equals convolving each row with its own."""
+    from wakeword.augment import apply_rir, simulated_rir
+
+    gen = torch.Generator().manual_seed(0)
+    audio = torch.randn(3, 16000, generator=gen)
+    rirs = [simulated_rir(rt60, gen, torch.device("cpu")) for rt60 in (0.2, 0.5, 0.9)]
+    batched = apply_rir(audio, rirs)
+    for i, rir in enumerate(rirs):
+        alone = apply_rir(audio[i : i + 1], rir)
+        assert torch.allclose(batched[i : i + 1], alone, atol=1e-5)
+    assert (batched[0] - batched[2]).abs().max() > 0.01  # the rows did get different rooms

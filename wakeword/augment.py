@@ -107,11 +107,16 @@ def simulated_rir(rt60: float, generator: torch.Generator, device: torch.device)
     return tail
 
 
-def apply_rir(audio: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
-    """Convolve with an energy-normalised RIR, aligned on its direct path so nothing shifts in time."""
-    peak = int(rir.abs().argmax())
-    rir = rir[peak:] / rir.norm().clamp_min(1e-8)
-    wet = taf.fftconvolve(audio, rir[None, :].expand(audio.shape[0], -1))[..., : audio.shape[-1]]
+def apply_rir(audio: torch.Tensor, rir: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Convolve with an energy-normalised RIR, aligned on its direct path so nothing shifts in time.
+    `rir`: one for every row, or one per row (convolved in one batched FFT: on a GPU a loop over rows
+    costs a launch sequence each)."""
+    rirs = [rir] * audio.shape[0] if isinstance(rir, torch.Tensor) else list(rir)
+    aligned = [r[int(r.abs().argmax()) :] / r.norm().clamp_min(1e-8) for r in rirs]
+    kernel = torch.zeros(len(aligned), max(len(r) for r in aligned), device=audio.device)
+    for i, r in enumerate(aligned):
+        kernel[i, : len(r)] = r
+    wet = taf.fftconvolve(audio, kernel)[..., : audio.shape[-1]]
     # Keep the level: reverberation should not double as a gain change.
     return wet * torch.sqrt(speech_power(audio) / speech_power(wet))[:, None]
 
@@ -231,12 +236,15 @@ class Augmenter:
                 idx = torch.as_tensor(np.flatnonzero(semitones == steps), device=self.device)
                 x[idx] = shift_pitch(x[idx], float(steps))
         # The room: reverberation, then noise at a drawn SNR.
-        for i in np.flatnonzero(self._chance(c.p_reverb, batch)):
+        reverb, rirs = np.flatnonzero(self._chance(c.p_reverb, batch)), []
+        for _ in reverb:
             if self.rirs and self.rng.random() < c.p_real_rir:
-                rir = self.rirs[self.rng.integers(len(self.rirs))]
+                rirs.append(self.rirs[self.rng.integers(len(self.rirs))])
             else:
-                rir = simulated_rir(float(self.rng.uniform(*c.rt60_range)), self.generator, self.device)
-            x[i : i + 1] = apply_rir(x[i : i + 1], rir)
+                rirs.append(simulated_rir(float(self.rng.uniform(*c.rt60_range)), self.generator, self.device))
+        if len(reverb):
+            idx = torch.as_tensor(reverb, device=self.device)
+            x[idx] = apply_rir(x[idx], rirs)
         noisy = torch.as_tensor(np.flatnonzero(self._chance(c.p_noise, batch)), device=self.device)
         if len(noisy):
             noise, is_babble = self._noise_batch(len(noisy), samples)
@@ -244,8 +252,12 @@ class Augmenter:
             snr = np.where(is_babble, np.maximum(snr, c.babble_min_snr), snr)
             x[noisy] = mix_at_snr(x[noisy], noise, torch.tensor(snr, dtype=torch.float32, device=self.device))
         # The microphone and converter: band-limiting, level, clipping.
-        for i in np.flatnonzero(self._chance(c.p_bandlimit, batch)):
-            x[i : i + 1] = band_limit(x[i : i + 1], "telephone" if self.rng.random() < 0.5 else "cheap_mic")
+        limited = np.flatnonzero(self._chance(c.p_bandlimit, batch))
+        telephone = np.array([self.rng.random() < 0.5 for _ in limited], bool)
+        for kind, rows in (("telephone", limited[telephone]), ("cheap_mic", limited[~telephone])):
+            if len(rows):  # a batched IIR filter runs the rows side by side
+                idx = torch.as_tensor(rows, device=self.device)
+                x[idx] = band_limit(x[idx], kind)
         peak = x.abs().amax(-1).clamp_min(1e-6)
         gain_db = torch.tensor(self.rng.uniform(*c.gain_db_range, batch), dtype=torch.float32, device=self.device)
         x = x * (10.0 ** (gain_db / 20.0) * 0.5 / peak)[:, None]  # peak at -6 dBFS, then the drawn gain

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -607,15 +608,17 @@ def synthesize(text: str, voice: Voice) -> np.ndarray:
 
 
 def synthesize_many(
-    items: Iterable[tuple[str, Voice]], workers: int = 2, progress: bool = True
+    items: Iterable[tuple[str, Voice]], workers: int | None = None, progress: bool = True
 ) -> Iterator[tuple[str, Voice, np.ndarray]]:
-    """Synthesise (text, voice) pairs in parallel threads, yielding results in input order.
+    """Synthesise (text, voice) pairs in parallel threads (default: one per core), yielding results in
+    input order.
 
     A failing item is skipped with a warning; a voice that fails MAX_FAILURES_PER_VOICE times is dropped
     for the rest of the run. Never raises for a voice's failure. Threads suffice: CLI engines are
     subprocesses and the neural ones run in onnxruntime, both outside the GIL.
     """
     items = list(items)
+    workers = workers or os.cpu_count() or 2
     bar = None
     if progress:
         try:
