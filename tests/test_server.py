@@ -47,7 +47,7 @@ def test_graph_front_end_equals_the_numpy_one(real_speech):
     features = StreamingMel()(torch.from_numpy(audio)).numpy()
     expected = np.stack([log_mel(row) for row in audio])
     assert features.shape == expected.shape == (200, (1632 - N_FFT) // HOP_LENGTH + 1, 32)
-    assert np.abs(features - expected).max() < 1e-3
+    assert np.abs(features - expected).max() < 1e-4  # measured 2.6e-5 on real speech
 
 
 def test_every_stream_scores_as_the_single_stream_detector(server_model):

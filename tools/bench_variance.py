@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools import shared_data  # noqa: E402
-from tools.bench_accuracy import WORDS, split_word, train_word  # noqa: E402
+from tools.bench_accuracy import WORDS, parse_overrides, split_word, train_word  # noqa: E402
 from wakeword.audio import load_audio  # noqa: E402
 
 CONDITIONS = ((None, "clean"), (10.0, "noise 10 dB"))
@@ -64,7 +64,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the quick training recipe (the demo's)")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--work", help="train in this folder and keep it instead of a temporary one")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+    if args.set and args.out == str(ROOT / "docs"):
+        raise SystemExit("--set measures a variant, not the default recipe: give it its own --out folder")
     if len(args.train_seeds) < 2:
         raise SystemExit("--train-seeds: give at least two, or there is nothing to average")
     if not shared_data.available():
@@ -80,7 +84,7 @@ def main() -> None:
     scorers, cards = [], []
     with shared_data.work_folder(args.work, "wakeword-variance-") as work:
         for t in args.train_seeds:
-            model_dir, card, _ = train_word(split, work / f"train{t}", args.quick, args.seed, train_seed=t)
+            model_dir, card, _ = train_word(split, work / f"train{t}", args.quick, args.seed, train_seed=t, **overrides)
             scorers.append(runtime_scorer(str(model_dir), "CPUExecutionProvider")[0])
             cards.append(card)
         scorer_of = ensemble_scorer(scorers, {})

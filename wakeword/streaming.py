@@ -294,7 +294,7 @@ class StreamingMel(nn.Module):
     The server graph (BatchedStep) needs the front end on the GPU: there, the numpy front end for
     1000 streams would cost more than the whole encoder. The STFT is one strided convolution with
     frontend's windowed DFT rows, in float32 (frontend sums the mel bands in float64; the features
-    agree to ~1e-5, see tests/test_server.py).
+    agree within 3e-5 on real speech, see tests/test_server.py).
     """
 
     def __init__(self) -> None:
