@@ -76,20 +76,21 @@ def test_streams_do_not_leak_into_each_other(server_model):
     assert np.abs(together[:, 1] - swapped[:, 1]).max() > 1e-3
 
 
-def test_decisions_are_per_stream_and_match_the_detector(server_model):
+@pytest.mark.parametrize("smoothing", [1, 3])
+def test_decisions_are_per_stream_and_match_the_detector(server_model, smoothing):
     from wakeword.server import BatchDetector
 
     audio = streams_audio(3, 10.0)
     scores = Detector([server_model], providers=CPU).process_scores(audio[0])[1][:, 0]
     threshold = float(np.median(scores))
-    batch = BatchDetector(server_model, 3, providers=CPU, threshold=threshold, refractory_s=0.5)
+    batch = BatchDetector(server_model, 3, providers=CPU, threshold=threshold, smoothing=smoothing, refractory_s=0.5)
     steps = audio.shape[1] // CHUNK_SAMPLES
     events: dict[int, list[float]] = {0: [], 1: [], 2: []}
     for k in range(steps):
         for stream, _score in batch.process(audio[:, k * CHUNK_SAMPLES : (k + 1) * CHUNK_SAMPLES])[1]:
             events[stream].append(round((k + 1) * 0.08, 2))
     for stream in range(3):
-        single = Detector([server_model], providers=CPU, threshold=threshold, refractory_s=0.5)
+        single = Detector([server_model], providers=CPU, threshold=threshold, smoothing=smoothing, refractory_s=0.5)
         expected = [round(d.end_s, 2) for d in single.process(audio[stream])]
         assert events[stream] == expected
     assert events[0]  # the threshold is the median: stream 0 crosses it

@@ -96,7 +96,8 @@ class BatchDetector:
         self._binding = self.session.io_binding()
         self._states = [self._device_array(np.repeat(self.silence, streams, axis=0)), self._device_array(None)]
         self.steps = 0
-        self._recent = np.zeros((streams, self.smoothing), np.float32)
+        self._recent = np.zeros((streams, self.smoothing), np.float32)  # the last scores, for smoothing
+        self._heard = np.zeros(streams, np.int64)  # steps each stream has heard since its last reset
         self._above = np.zeros(streams, bool)
         self._last_event = np.full(streams, -(10**9), np.int64)
 
@@ -130,6 +131,7 @@ class BatchDetector:
         states[which] = self.silence
         self._states[0].update_inplace(states)
         self._recent[which] = 0.0
+        self._heard[which] = 0
         self._above[which] = False
         self._last_event[which] = -(10**9)
 
@@ -162,9 +164,10 @@ class BatchDetector:
     def _decide(self, scores: np.ndarray) -> list[tuple[int, float]]:
         if self.smoothing > 1:
             self._recent[:, self.steps % self.smoothing] = scores
-            scores = self._recent.sum(axis=1) / min(self.steps + 1, self.smoothing)
+            scores = self._recent.sum(axis=1) / np.minimum(self._heard + 1, self.smoothing)
         above = scores >= self.threshold
         fired = above & ~self._above & (self.steps - self._last_event >= self.refractory_steps)
         self._above = above
         self._last_event[fired] = self.steps
+        self._heard += 1
         return [(int(i), float(scores[i])) for i in np.flatnonzero(fired)]
