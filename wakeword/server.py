@@ -140,7 +140,7 @@ class BatchDetector:
         if chunks.shape != (self.streams, CHUNK_SAMPLES):
             raise AudioError(f"chunks must be ({self.streams}, {CHUNK_SAMPLES}) samples, got shape {chunks.shape}")
         if chunks.dtype == np.int16:
-            return chunks.astype(np.float32) / 32768.0
+            return np.multiply(chunks, np.float32(1 / 32768), dtype=np.float32)  # one pass; exact (a power of 2)
         if chunks.dtype not in (np.float32, np.float64):
             raise AudioError(f"chunk dtype {chunks.dtype} not supported: use int16 or float32 PCM at 16 kHz")
         if not np.isfinite(chunks).all():
