@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tools import shared_data  # noqa: E402
+
 CHUNK = 1280
 STEP_US = 80_000
 REFERENCE = "reference openWakeWord (76-frame window every 80 ms)"
@@ -181,7 +183,7 @@ def main() -> None:
         summary[f"each extra wake word, {kind} (µs, from 1 to 20 words)"] = round(extra, 1)
     summary["runtime-only process peak RSS, 5 wake words (MB)"] = rss
     results = {
-        "command": " ".join(["python", "tools/bench_runtime.py", *sys.argv[1:]]),
+        "command": shared_data.shown_command("tools/bench_runtime.py", sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.processor() or platform.platform()}, one thread",
         "timings": timings,
         "summary": summary,
