@@ -361,3 +361,44 @@ def test_real_audio_through_the_harness(tmp_path):
     assert report.at_model_threshold["fa_per_hour"] > 100
     ev.write_report([report], tmp_path)
     assert (tmp_path / "report.json").exists()
+
+
+def peak_amplitude(audio: np.ndarray) -> np.ndarray:
+    return np.abs(audio[: len(audio) // STEP * STEP].reshape(-1, STEP)).max(axis=1)
+
+
+def test_report_names_the_clips_that_decide_the_far_end():
+    """The loudest negative and the quietest positive, by name, under a scorer that is the peak amplitude."""
+    negatives = [clip.copy() for clip in NEGATIVES[:40]]
+    negatives[7] *= 4.0  # ~1.2 peak: far above every other clip
+    negatives[23] *= 3.0  # the runner-up
+    positives = [clip.copy() for clip in POSITIVES]
+    positives[3] *= 0.05
+    report = ev.evaluate_scorer(
+        peak_amplitude,
+        positives,
+        negatives,
+        "peak",
+        positive_names=[f"pos{i}" for i in range(len(positives))],
+        negative_names=[f"neg{i}" for i in range(len(negatives))],
+    )
+    assert [row["clip"] for row in report.highest_negatives[:2]] == ["neg7", "neg23"]
+    assert report.highest_negatives[0]["score"] == pytest.approx(np.abs(negatives[7]).max())
+    assert report.lowest_positives[0]["clip"] == "pos3"
+    assert len(report.highest_negatives) == ev.EXTREMES
+    # Unnamed clips are numbered in the order given.
+    unnamed = ev.evaluate_scorer(peak_amplitude, positives, negatives, "peak")
+    assert unnamed.highest_negatives[0]["clip"] == "#7"
+    with pytest.raises(WakewordError, match="names for"):
+        ev.evaluate_scorer(peak_amplitude, positives, negatives, "peak", negative_names=["only one"])
+
+
+def test_positive_peaks_look_only_inside_the_detection_window():
+    """A positive's peak is over the steps an event may start in: a high score just past the clip's
+    end + tolerance belongs to nobody."""
+    stream = ev.build_positive_stream(POSITIVES[:3], seed=0)
+    scores = np.zeros(stream.steps)
+    _, end = stream.targets[1]
+    scores[int(np.floor((end + ev.TOLERANCE_S) / ev.STEP_S))] = 0.9  # ends just after the window
+    scores[int(np.floor((end + ev.TOLERANCE_S) / ev.STEP_S)) - 1] = 0.4  # the window's last step
+    assert ev.clip_peaks(scores, stream).tolist() == [0.0, 0.4, 0.0]

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,6 +397,29 @@ def test_detect_and_score_cli(model_dir, write, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = out.read_text().splitlines()
     assert rows[0].startswith("time,score_") and len(rows) == 1 + len(audio) // CHUNK_SAMPLES
+
+
+def test_eval_cli_reports_and_names_the_deciding_clips(model_dir, tmp_path):
+    import soundfile as sf
+
+    for kind, seeds in (("pos", range(3)), ("neg", range(10, 16))):
+        (tmp_path / kind).mkdir()
+        for seed in seeds:
+            sf.write(tmp_path / kind / f"{kind}{seed}.wav", speechlike(1.5, seed=seed), 16000)
+    out = tmp_path / "report"
+    args = ["eval", str(model_dir), "--positives", str(tmp_path / "pos"), "--negatives", str(tmp_path / "neg")]
+    args += ["--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "wakeword", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "highest-scoring negative:" in result.stdout
+    report = json.loads((out / "report.json").read_text())["reports"][0]
+    named = {Path(row["clip"]).name for row in report["highest_negatives"]}
+    assert named == {f"neg{seed}.wav" for seed in range(10, 16)}  # six clips, all named, none invented
+    scores = [row["score"] for row in report["highest_negatives"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    assert "lowest-scoring positives" in (out / "report.md").read_text()
+    again = subprocess.run([sys.executable, "-m", "wakeword", *args], capture_output=True, text=True)
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_detections_fire_once_per_crossing(model_dir):

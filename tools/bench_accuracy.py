@@ -142,8 +142,12 @@ def evaluate_word(model_dir: Path, split: WordSplit, seed: int, int8: bool = Fal
     positives = [load_audio(p) for p in split.test_takes]
     negatives = [load_audio(c.path) for c in split.test_negatives]
     noise_audio = np.concatenate([load_audio(p) for p in split.test_noise])
+    names = {
+        "positive_names": [shared_data.relative(p) for p in split.test_takes],
+        "negative_names": [shared_data.relative(c.path) for c in split.test_negatives],
+    }
     return [
-        evaluate_scorer(scorer, positives, negatives, split.phrase, model.threshold, noise_arg, snr, seed)
+        evaluate_scorer(scorer, positives, negatives, split.phrase, model.threshold, noise_arg, snr, seed, **names)
         for noise_arg, snr in ((None, None), (noise_audio, 10.0))[: 2 if noisy else 1]
     ]
 
@@ -179,6 +183,9 @@ def run_word(
                 "validation_negative_hours": round(card["validation"].get("negative_hours", 0.0), 3),
                 "validation_highest_negative": card["validation"].get("highest_negative_score"),
                 "threshold_rule": card["validation"].get("threshold_rule"),
+                # What decides the cell: the positives below the highest negative are its FRR.
+                "highest_negatives": report.highest_negatives[:3],
+                "lowest_positives": report.lowest_positives[:3],
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -239,6 +246,21 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"{r['test_threshold_at_0.5_fa_per_hour']:.3f} | "
             f"{r['frr_at_threshold']:.1%} / {r['fa_per_hour_at_threshold']:.2f} | {r['train_seconds']} |"
         )
+    lines += [
+        "",
+        "What decides each cell: its FRR @ 0.5 FA/h is the share of test positives whose peak score is below "
+        "the highest-scoring test negative (about an hour of negatives: no false accept allowed).",
+        "",
+        "| word | seed | condition | highest-scoring negatives | lowest-scoring positives |",
+        "|---|---:|---|---|---|",
+    ]
+    for r in rows:
+        if "highest_negatives" in r:
+            cells = [
+                ", ".join(f"{c['score']:.4f} `{c['clip']}`" for c in r[k])
+                for k in ("highest_negatives", "lowest_positives")
+            ]
+            lines.append(f"| {r['word']} | {r['seed']} | {r['condition']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 

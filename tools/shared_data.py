@@ -68,6 +68,14 @@ def parity_clips(seed: int = 0) -> list[Clip]:
     return chosen
 
 
+def relative(path: Path) -> str:
+    """A data file as the reports name it: its path under DATA_DIR (no machine paths in tracked files)."""
+    try:
+        return str(Path(path).relative_to(DATA_DIR))
+    except ValueError:
+        return Path(path).name
+
+
 def shown_command(script: str, argv: list[str]) -> str:
     """The command line as a report shows it: without --out/--json/--work paths, which are this machine's,
     and with a --model folder written as MODEL_DIR."""

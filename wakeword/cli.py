@@ -328,17 +328,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from wakeword.dataset import read_audio_dirs
     from wakeword.evaluate import evaluate_scorer, write_report
 
+    refuse_overwrite(Path(args.out) / "report.json", args.force)  # before the minutes of scoring
     scorer, model = runtime_scorer(args.model, args.providers, args.int8)
-    positives = [s.audio for s in read_audio_dirs(args.positives, "positive", 1)]
-    negatives = [s.audio for s in read_audio_dirs(args.negatives, "speech", 0)]
-    if not positives or not negatives:
+    positive_sources = read_audio_dirs(args.positives, "positive", 1)
+    negative_sources = read_audio_dirs(args.negatives, "speech", 0)
+    if not positive_sources or not negative_sources:
         raise WakewordError("eval needs audio files in both --positives and --negatives folders")
+    positives, negatives = [s.audio for s in positive_sources], [s.audio for s in negative_sources]
+    names = {
+        "positive_names": [s.origin for s in positive_sources],
+        "negative_names": [s.origin for s in negative_sources],
+    }
     noise = None
     if args.noise:
         noise = np.concatenate([s.audio for s in read_audio_dirs(args.noise, "noise", 0)])
-    reports = [evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold)]
+    reports = [evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold, **names)]
     if noise is not None:
-        reports.append(evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold, noise, args.snr))
+        reports.append(
+            evaluate_scorer(scorer, positives, negatives, model.phrase, model.threshold, noise, args.snr, **names)
+        )
     out = Path(args.out)
     write_report(reports, out)
     for r in reports:
@@ -348,6 +356,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{r.frr_at_fa['1.0']:.1%} at <= 0.1 / 0.5 / 1 FA/h; at threshold {at.get('threshold', 0):.3f}: "
             f"FRR {at.get('frr', 0):.1%}, {at.get('fa_per_hour', 0):.2f} FA/h; {r.negative_hours:.2f} h of negatives"
         )
+        worst = r.highest_negatives[0]
+        print(f"  highest-scoring negative: {worst['score']:.4f} {worst['clip']} (more in report.md)")
     print(f"report: {out}/report.md, report.json, det.png")
     return 0
 
@@ -560,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", nargs="*", help="folders of noise to mix in (a second, noisy condition)")
     p.add_argument("--snr", type=float, default=10.0, help="SNR in dB for the noisy condition (default 10)")
     p.add_argument("--out", required=True, help="report folder (report.json, report.md, det.png)")
+    p.add_argument("--force", action="store_true", help="replace a report already in --out")
     p.add_argument("--int8", action="store_true", help="evaluate the int8 graphs")
     p.add_argument("--providers", default="auto", help="onnxruntime providers")
     p.set_defaults(func=cmd_eval)

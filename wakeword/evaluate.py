@@ -51,6 +51,7 @@ STEP_S = STEP_SAMPLES / SAMPLE_RATE  # 0.08 s
 REFRACTORY_S = 2.0
 TOLERANCE_S = 0.5  # a detection may come this long after the clip ends (engines decide late)
 FA_TARGETS = (0.1, 0.5, 1.0)  # FA/h operating points reported
+EXTREMES = 10  # clips named in a report: the highest-scoring negatives and the lowest-scoring positives
 SECONDS_PER_HOUR = 3600.0
 POSITIVE_GAP_S = (2.5, 4.0)  # longer than the refractory, so one clip's event never swallows the next
 NEGATIVE_GAP_S = (0.1, 0.6)  # speech-like pauses between words
@@ -68,6 +69,7 @@ class Stream:
     audio: np.ndarray
     targets: list[tuple[float, float]]  # (start_s, end_s) of each positive clip; empty for negatives
     name: str
+    starts: list[int] = field(default_factory=list)  # each clip's first sample, in the order given
 
     @property
     def hours(self) -> float:
@@ -237,7 +239,7 @@ def build_positive_stream(
     (at its own level, or at snr_db against the clips when given)."""
     audio, spans = _mixed_stream(clips, "positive", gap_s, background, snr_db, seed, lead=True)
     targets = [(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in spans]
-    return Stream(audio, targets, "positives")
+    return Stream(audio, targets, "positives", [start for start, _ in spans])
 
 
 def build_negative_stream(
@@ -248,8 +250,8 @@ def build_negative_stream(
     seed: int = 0,
 ) -> Stream:
     """One long stream of negative speech with short random pauses, optionally in noise."""
-    audio, _ = _mixed_stream(clips, "negative", gap_s, noise, snr_db, seed, lead=False)
-    return Stream(audio, [], "negatives")
+    audio, spans = _mixed_stream(clips, "negative", gap_s, noise, snr_db, seed, lead=False)
+    return Stream(audio, [], "negatives", [start for start, _ in spans])
 
 
 # ----------------------------------------------------------------------------- events
@@ -342,6 +344,29 @@ def false_reject_rate(
     scores = _check_scores(scores)
     events = _event_steps(scores, threshold, _refractory_steps(refractory_s))
     return _missed(events, *_target_windows(stream, tolerance_s)) / len(stream.targets)
+
+
+def clip_peaks(scores: np.ndarray, stream: Stream, tolerance_s: float = TOLERANCE_S) -> np.ndarray:
+    """Each clip's highest score: over the steps that end from its start to its end + tolerance_s for a
+    positive (the window an event must start in), from its start to the next clip's start for a negative
+    (an engine may fire in the pause after a word)."""
+    scores = _check_scores(scores)
+    if stream.targets:
+        starts, ends = _target_windows(stream, tolerance_s)
+        first = np.ceil(starts / STEP_S).astype(np.int64) - 1  # the first step that ends at or after the start
+        last = np.floor(ends / STEP_S).astype(np.int64) - 1
+    else:
+        first = np.asarray(stream.starts, np.int64) // STEP_SAMPLES
+        last = np.append(first[1:] - 1, len(scores) - 1)
+    first, last = np.clip(first, 0, len(scores) - 1), np.clip(last, 0, len(scores) - 1)
+    return np.array([scores[a : max(a, b) + 1].max() for a, b in zip(first, last, strict=True)])
+
+
+def extremes(peaks: np.ndarray, names: Sequence[str] | None, highest: bool, count: int = EXTREMES) -> list[dict]:
+    """The `count` clips with the highest (or lowest) peak: what decides a DET curve's far end."""
+    order = np.argsort(peaks, kind="stable")
+    order = order[::-1] if highest else order
+    return [{"clip": names[i] if names is not None else f"#{i}", "score": float(peaks[i])} for i in order[:count]]
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -453,6 +478,10 @@ class EvalReport:
     at_model_threshold: dict[str, float] | None  # {threshold, frr, fa_per_hour}, if the engine has one
     det: list[dict] = field(repr=False)
     realtime_factor: float = 0.0  # scoring time / audio time, both streams
+    # The clips that decide the low-FA/h end: with about an hour of negatives, "FRR at 0.5 FA/h" is the
+    # share of positives whose peak is below the single highest negative's.
+    highest_negatives: list[dict] = field(default_factory=list)  # {clip, score}, highest first
+    lowest_positives: list[dict] = field(default_factory=list)  # {clip, score}, lowest first
 
 
 def _condition(noise: np.ndarray | None, snr_db: float | None) -> str:
@@ -480,8 +509,15 @@ def evaluate_scorer(
     noise: np.ndarray | None = None,
     snr_db: float | None = None,
     seed: int = 0,
+    positive_names: Sequence[str] | None = None,
+    negative_names: Sequence[str] | None = None,
 ) -> EvalReport:
-    """Build both streams, score each once, sweep the threshold over the stored scores."""
+    """Build both streams, score each once, sweep the threshold over the stored scores.
+
+    The names (a file name per clip, in order) label the report's highest negatives and lowest positives."""
+    for names, clips in ((positive_names, positive_clips), (negative_names, negative_clips)):
+        if names is not None and len(names) != len(clips):
+            raise WakewordError(f"{len(names)} clip names for {len(clips)} clips")
     positive = build_positive_stream(positive_clips, background=noise, snr_db=snr_db, seed=seed)
     negative = build_negative_stream(negative_clips, noise=noise, snr_db=snr_db, seed=seed + 1)
     started = time.perf_counter()
@@ -510,6 +546,8 @@ def evaluate_scorer(
         at_model_threshold=at_model,
         det=rows,
         realtime_factor=elapsed / audio_s,
+        highest_negatives=extremes(clip_peaks(neg_scores, negative), negative_names, highest=True),
+        lowest_positives=extremes(clip_peaks(pos_scores, positive), positive_names, highest=False),
     )
     log.info("%s [%s]: FRR@1FA/h %.3f, %.2f h negatives", name, report.condition, frr["1.0"], negative.hours)
     return report
@@ -533,6 +571,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _clips(rows: list[dict], count: int) -> str:
+    return "; ".join(f"{row['score']:.4f} {row['clip']}" for row in rows[:count])
+
+
 def _markdown(reports: Sequence[EvalReport]) -> str:
     head = " | ".join(f"FRR @ {t:g} FA/h (thr)" for t in FA_TARGETS)
     lines = [
@@ -554,6 +596,12 @@ def _markdown(reports: Sequence[EvalReport]) -> str:
             + " | ".join(cells)
             + f" | {model} | {r.realtime_factor:.3f} |"
         )
+    lines.append("")
+    for r in reports:
+        if r.highest_negatives:
+            lines.append(f"{r.name} [{r.condition}], highest-scoring negatives: " + _clips(r.highest_negatives, 5))
+        if r.lowest_positives:
+            lines.append(f"{r.name} [{r.condition}], lowest-scoring positives: " + _clips(r.lowest_positives, 5))
     lines += [
         "",
         "One false accept on the negative stream is 1 / (negative hours) FA/h, so an operating point",
