@@ -402,3 +402,7 @@ def test_positive_peaks_look_only_inside_the_detection_window():
     scores[int(np.floor((end + ev.TOLERANCE_S) / ev.STEP_S))] = 0.9  # ends just after the window
     scores[int(np.floor((end + ev.TOLERANCE_S) / ev.STEP_S)) - 1] = 0.4  # the window's last step
     assert ev.clip_peaks(scores, stream).tolist() == [0.0, 0.4, 0.0]
+
+
+def test_clip_peaks_of_a_stream_without_clip_positions_is_empty():
+    assert ev.clip_peaks(np.ones(10), ev.Stream(np.zeros(10 * STEP, np.float32), [], "by hand")).size == 0

@@ -355,9 +355,13 @@ def clip_peaks(scores: np.ndarray, stream: Stream, tolerance_s: float = TOLERANC
         starts, ends = _target_windows(stream, tolerance_s)
         first = np.ceil(starts / STEP_S).astype(np.int64) - 1  # the first step that ends at or after the start
         last = np.floor(ends / STEP_S).astype(np.int64) - 1
+    elif not stream.starts:  # a stream built by hand, with no record of where its clips are
+        return np.zeros(0)
     else:
         first = np.asarray(stream.starts, np.int64) // STEP_SAMPLES
         last = np.append(first[1:] - 1, len(scores) - 1)
+    if len(scores) == 0:  # a stream shorter than one step
+        return np.zeros(len(first))
     first, last = np.clip(first, 0, len(scores) - 1), np.clip(last, 0, len(scores) - 1)
     return np.array([scores[a : max(a, b) + 1].max() for a, b in zip(first, last, strict=True)])
 
