@@ -106,8 +106,8 @@ class TrainConfig:
     # Real takes weigh this many times all synthetic positives together. 1.0 was measured (quick recipe,
     # K = 5, seed 0): on one split of "computer" with five train seeds, FRR at 0.5 FA/h clean fell from a
     # mean 26 % to 15 % (10 dB unchanged, 60 -> 61 %), but over the five words (against the seed-0 cells
-    # of docs/benchmarks.md) it rose from 16 to 28 %
-    # clean and 29 to 39 % at 10 dB (hey chatterbox 43 -> 80 %, android 5 -> 19 %): kept at 3.
+    # of docs/benchmarks.md) it rose from 16 to 28 % clean and 29 to 39 % at 10 dB (hey chatterbox
+    # 43 -> 80 %, android 5 -> 19 %): kept at 3.
     user_weight: float = 3.0
     hard_negatives: int = 600  # per mining round
     mining_rounds: int = 3  # 1 -> 3: "computer" (K = 5, quick) FRR@0.5 FA/h 56 % -> 33 % clean, 69 % -> 42 % at 10 dB
