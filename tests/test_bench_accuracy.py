@@ -48,7 +48,7 @@ def test_a_stopped_run_keeps_its_rows_without_replacing_the_last_table(tmp_path)
     full.update({"frr_at_1_fa_per_hour": 0.05, "threshold": 0.9, "test_threshold_at_0.5_fa_per_hour": 0.9})
     full.update({"frr_at_threshold": 0.1, "fa_per_hour_at_threshold": 0.0, "train_seconds": 100})
     full.update({"highest_negatives": [{"clip": "sc/yes/a.flac", "score": 0.99}], "lowest_positives": []})
-    args = argparse.Namespace(out=str(tmp_path), quick=True, k=5, seeds=[0], set=[])
+    args = argparse.Namespace(out=str(tmp_path), k=5, seeds=[0], set=[])
     (tmp_path / "benchmarks.md").write_text("the last complete table\n")
     ba.write_results([full], args, done=False)
     assert (tmp_path / "benchmarks.md").read_text() == "the last complete table\n"

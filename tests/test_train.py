@@ -15,17 +15,17 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="TTS v
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from wakeword.train import quick_config, train
+    from wakeword.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("train") / "hey_nova"
-    config = quick_config(
+    config = TrainConfig(
         phrase="Hey Nova!",
         out=out,
         cache_dir=tmp_path_factory.mktemp("cache"),
         max_positive_voices=40,
         near_miss_limit=30,
         near_miss_voices=1,
-        max_sentences=20,
+        sentences_without_negatives=(20, 1),
         head_epochs=4,
         top_epochs=2,
         hard_negatives=30,
@@ -264,7 +264,7 @@ def test_phase_3_pull_keeps_the_bottom_near_the_pretrained_weights(tmp_path):
     from wakeword.dataset import Features
     from wakeword.encoder import load_encoder
     from wakeword.model import SEGMENT_FRAMES, WakeWordNet, bottom_parameters
-    from wakeword.train import Data, fit, quick_config
+    from wakeword.train import Data, TrainConfig, fit
 
     def examples(n: int, seed: int) -> Features:
         generator = torch.Generator().manual_seed(seed)
@@ -275,7 +275,7 @@ def test_phase_3_pull_keeps_the_bottom_near_the_pretrained_weights(tmp_path):
     data = Data(examples(64, 0), examples(32, 1), [], [], {})
     distances = []
     for pull in (0.0, 1e4):
-        config = quick_config(phrase="x", out=tmp_path, batch_size=16, full_examples_per_epoch=64, pull_bottom=pull)
+        config = TrainConfig(phrase="x", out=tmp_path, batch_size=16, full_examples_per_epoch=64, pull_bottom=pull)
         encoder = load_encoder()
         net = WakeWordNet(encoder, own_bottom=True)
         fit(net, data, "cpu", 1, 1e-3, True, config, "phase 3", train_bottom=True)
@@ -293,7 +293,7 @@ def test_train_seed_alone_decides_the_optimisation(tmp_path):
     from wakeword.dataset import Features
     from wakeword.encoder import load_encoder
     from wakeword.model import WakeWordNet
-    from wakeword.train import Data, fit, quick_config
+    from wakeword.train import Data, TrainConfig, fit
 
     def examples(n: int, seed: int) -> Features:
         generator = torch.Generator().manual_seed(seed)
@@ -307,7 +307,7 @@ def test_train_seed_alone_decides_the_optimisation(tmp_path):
     def head_after(**seeds) -> torch.Tensor:
         torch.manual_seed(123)  # the same initial head every time
         net = WakeWordNet(encoder)
-        fit(net, data, "cpu", 2, 1e-2, False, quick_config(phrase="x", out=tmp_path, batch_size=16, **seeds), "p1")
+        fit(net, data, "cpu", 2, 1e-2, False, TrainConfig(phrase="x", out=tmp_path, batch_size=16, **seeds), "p1")
         return torch.cat([p.detach().flatten() for p in net.head.parameters()])
 
     base = head_after(seed=0)
@@ -447,3 +447,36 @@ def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(tra
     floor = float(np.nextafter(validation["highest_negative_score"], 1.0))
     assert card["threshold"] <= max(validation["positive_cap"], floor, 0.5) + 1e-9
     assert card["threshold"] <= validation["tail_threshold"] + 1e-9 or card["threshold"] == 0.5
+
+
+def test_synthetic_sentences_fill_in_when_there_are_no_recorded_negatives(tmp_path, monkeypatch):
+    """tts_sources: max_sentences x sentence_voices beside recorded speech, sentences_without_negatives
+    without any (then the sentences are all the everyday speech training and calibration have)."""
+    import numpy as np
+
+    from wakeword import tts
+    from wakeword.train import TrainConfig, tts_sources
+
+    voices = [tts.Voice("espeak-ng", f"v{i}", f"speaker{i}", "GPL-3.0", True) for i in range(4)]
+    monkeypatch.setattr(tts, "list_voices", lambda *args, **kwargs: voices)
+    monkeypatch.setattr(
+        tts, "synthesize_many", lambda items, progress=True: ((t, v, np.zeros(1600, np.float32)) for t, v in items)
+    )
+
+    def speech_clips(**values) -> int:
+        config = TrainConfig(
+            phrase="hey nova",
+            out=tmp_path / "m",
+            cache_dir=tmp_path / "cache",
+            max_positive_voices=1,
+            near_miss_limit=0,
+            max_sentences=3,
+            sentence_voices=1,
+            sentences_without_negatives=(5, 2),
+            **values,
+        )
+        sources, _ = tts_sources(config, np.random.default_rng(0))
+        return sum(s.kind == "speech" for s in sources)
+
+    assert speech_clips(negatives=[tmp_path]) == 3
+    assert speech_clips() == 10

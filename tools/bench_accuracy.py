@@ -1,6 +1,6 @@
 """The development accuracy benchmark: few-shot on real speech from ../shared/data, one command.
 
-    python tools/bench_accuracy.py [--words computer athena ...] [--k 5] [--quick] [--seeds 0 1 2] [--out docs/]
+    python tools/bench_accuracy.py [--words computer athena ...] [--k 5] [--seeds 0 1 2] [--out docs/]
 
 For each wake word with real recordings (Mycroft Precise community data): train from K takes, test on
 the rest, through the runtime (the daemon's code path) with wakeword.evaluate's streaming, event-level
@@ -103,17 +103,14 @@ def split_word(label: str, k: int, seed: int) -> WordSplit:
     )
 
 
-def train_word(
-    split: WordSplit, work: Path, quick: bool, seed: int, int8: bool = False, **overrides
-) -> tuple[Path, dict, float]:
+def train_word(split: WordSplit, work: Path, seed: int, int8: bool = False, **overrides) -> tuple[Path, dict, float]:
     """Train (and export; int8 too if asked, calibrated on the training takes and negatives) from the
     split's K takes; returns the model folder, its card and the seconds (training and export)."""
     from wakeword.export import export_model
-    from wakeword.train import TrainConfig, quick_config, train
+    from wakeword.train import TrainConfig, train
 
     base = work / split.label
-    make = quick_config if quick else TrainConfig
-    config = make(
+    config = TrainConfig(
         phrase=split.phrase,
         out=base / "model",
         clips=link_files(split.train_takes, base / "clips") if split.train_takes else None,
@@ -153,10 +150,10 @@ def evaluate_word(model_dir: Path, split: WordSplit, seed: int, int8: bool = Fal
 
 
 def run_word(
-    label: str, k: int, quick: bool, work: Path, seed: int, int8: bool = False, overrides: dict | None = None
+    label: str, k: int, work: Path, seed: int, int8: bool = False, overrides: dict | None = None
 ) -> list[dict]:
     split = split_word(label, k, seed)
-    model_dir, card, train_s = train_word(split, work, quick, seed, int8=int8, **(overrides or {}))
+    model_dir, card, train_s = train_word(split, work, seed, int8=int8, **(overrides or {}))
     rows = []
     reports = [(r, "") for r in evaluate_word(model_dir, split, seed)]
     if int8:
@@ -221,7 +218,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "## Few-shot on real speech (`tools/bench_accuracy.py`)",
         "",
         f"Run {datetime.date.today()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
-        f"git {shared_data.git_revision()}, recipe {'quick' if args.quick else 'default'}, K = {args.k}, "
+        f"git {shared_data.git_revision()}, recipe default, K = {args.k}, "
         f"seeds {' '.join(map(str, args.seeds))}{variant}. "
         f"Command: `{shared_data.shown_command('tools/bench_accuracy.py', sys.argv[1:])}`.",
         "Streaming, event-level (wakeword.evaluate): an event is a rising threshold crossing with a 2 s refractory "
@@ -298,7 +295,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--words", nargs="*", default=list(WORDS), choices=list(WORDS))
     parser.add_argument("--k", type=int, default=5, help="training takes per word")
-    parser.add_argument("--quick", action="store_true", help="the quick training recipe (the demo's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; the table averages them")
     parser.add_argument("--int8", action="store_true", help="also export and evaluate the int8 graphs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
@@ -315,7 +311,7 @@ def main() -> None:
     with shared_data.work_folder(args.work, "wakeword-bench-") as work:
         for seed in args.seeds:
             for label in args.words:
-                rows += run_word(label, args.k, args.quick, work / f"seed{seed}", seed, args.int8, overrides)
+                rows += run_word(label, args.k, work / f"seed{seed}", seed, args.int8, overrides)
                 write_results(rows, args, done=False)
     write_results(rows, args, done=True)
     print(markdown(rows, args))

@@ -1,6 +1,6 @@
 """Adaptation from deployment, measured: how far false accepts fall after an hour in a simulated home.
 
-    python tools/bench_adapt.py [--word computer] [--k 5] [--quick] [--ambient-every 10] [--out docs/]
+    python tools/bench_adapt.py [--word computer] [--k 5] [--ambient-every 10] [--out docs/]
 
 1. Train a first model for one word from K real takes (tools/bench_accuracy.py's split and recipe).
 2. Build about an hour of "home" audio from what that training never used: the test half of the other
@@ -170,10 +170,10 @@ def measure(model_dir: Path, split: WordSplit, homes: dict[str, Home], operating
     return out
 
 
-def first_model(split: WordSplit, work: Path, quick: bool, seed: int, k: int) -> tuple[Path, float, bool]:
+def first_model(split: WordSplit, work: Path, seed: int, k: int) -> tuple[Path, float, bool]:
     """The first model: reused from --work when one with the same settings is there, else trained."""
     marker = work / split.label / "first.json"
-    settings = {"word": split.label, "k": k, "seed": seed, "quick": quick}
+    settings = {"word": split.label, "k": k, "seed": seed}
     model_dir = work / split.label / "model"
     if marker.exists() and (model_dir / "top.onnx").exists():
         saved = json.loads(marker.read_text())
@@ -181,7 +181,7 @@ def first_model(split: WordSplit, work: Path, quick: bool, seed: int, k: int) ->
             print(f"first model: reusing {model_dir} ({saved['train_s']:.0f} s to train)", flush=True)
             return model_dir, saved["train_s"], True
     shutil.rmtree(work / split.label, ignore_errors=True)
-    model_dir, _card, seconds = train_word(split, work, quick, seed)
+    model_dir, _card, seconds = train_word(split, work, seed)
     marker.write_text(json.dumps({"settings": settings, "train_s": seconds}) + "\n")
     return model_dir, seconds, False
 
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     from wakeword.cli import main as wakeword_main
 
     split = split_word(args.word, args.k, args.seed)
-    model_dir, first_s, reused = first_model(split, work, args.quick, args.seed, args.k)
+    model_dir, first_s, reused = first_model(split, work, args.seed, args.k)
     adaptation, held = build_homes(split, args.home_minutes, args.seed)
     print(
         f"home: adaptation {adaptation.hours * 60:.1f} min ({adaptation.speakers} speakers), held aside "
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     result = {
         "word": split.phrase,
         "k": args.k,
-        "recipe": "quick" if args.quick else "default",
+        "recipe": "default",
         "seed": args.seed,
         "first_train_s": round(first_s),
         "first_model_reused": reused,
@@ -345,7 +345,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--word", default="computer", choices=list(WORDS))
     parser.add_argument("--k", type=int, default=5, help="training takes")
-    parser.add_argument("--quick", action="store_true", help="the quick training recipe (the demo's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--home-minutes", type=float, default=60.0, help="home audio in all, both parts")
     parser.add_argument("--ambient-every", type=float, default=10.0, help="seconds between ambient snippets")

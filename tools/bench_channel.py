@@ -1,7 +1,7 @@
 """What input adaptation from unlabelled audio (wakeword/channel.py) does for a cheap microphone in a
 reverberant room, on the development benchmark.
 
-    python tools/bench_channel.py [--word computer] [--k 5] [--quick] [--model DIR] [--out docs/]
+    python tools/bench_channel.py [--word computer] [--k 5] [--model DIR] [--out docs/]
 
 Trains a model from K takes (tools/bench_accuracy.py's split; or takes --model, trained on that
 split) and evaluates the same test streams three ways through the runtime:
@@ -82,10 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--word", default="computer", choices=list(WORDS))
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="the quick training recipe")
-    parser.add_argument(
-        "--model", help="a model trained on this word's split with the same --k/--quick (skips training)"
-    )
+    parser.add_argument("--model", help="a model trained on this word's split with the same --k (skips training)")
     parser.add_argument("--max-boost-db", type=float, default=MAX_BOOST_DB)
     parser.add_argument("--max-cut-db", type=float, default=MAX_CUT_DB)
     parser.add_argument("--seed", type=int, default=0)
@@ -98,7 +95,7 @@ def main() -> None:
     split = split_word(args.word, args.k, args.seed)
     work = Path(tempfile.mkdtemp(prefix="wakeword-bench-channel-"))
     try:
-        model = Path(args.model) if args.model else train_word(split, work, args.quick, args.seed)[0]
+        model = Path(args.model) if args.model else train_word(split, work, args.seed)[0]
         positives = [load_audio(p) for p in split.test_takes]
         negatives = [load_audio(c.path) for c in split.test_negatives]
         rir = room_impulse(args.seed)
@@ -145,7 +142,7 @@ def main() -> None:
         "# Input adaptation to a microphone (`tools/bench_channel.py`)",
         "",
         f"Run {datetime.date.today()} on {platform.machine()}, git {shared_data.git_revision()}, "
-        f"'{split.phrase}', K = {args.k}, recipe {'quick' if args.quick else 'default'}, seed {args.seed}. "
+        f"'{split.phrase}', K = {args.k}, recipe default, seed {args.seed}. "
         f"Command: `{shared_data.shown_command('tools/bench_channel.py', sys.argv[1:])}`.",
         f"Cheap microphone: room RT60 {RT60_S} s, high-pass {HIGHPASS_HZ:.0f} Hz, low-pass {LOWPASS_HZ:.0f} Hz. "
         f"Adaptation: channel.adapt_model (boost <= {args.max_boost_db:g} dB, cut <= {args.max_cut_db:g} dB) "

@@ -16,9 +16,10 @@ For each phrase that openWakeWord and microWakeWord ship a model for:
     ours through the runtime (its calibrated threshold), openWakeWord (0.5), microWakeWord (its model's
     probability cutoff), PocketSphinx keyphrase spotting (kws_threshold 1e-30), EfficientWord-Net (0.7).
 
-Results are merged into docs/benchmarks_peers.json by (phrase, recipe), so a run of one phrase with the
-default recipe keeps the quick runs of the others; docs/benchmarks_peers.md is rendered from all of it,
-and docs/peers/<phrase>/det_<recipe>.png holds the DET curves of the latest run of that phrase.
+Results are merged into docs/benchmarks_peers.json by (phrase, recipe), where the recipe is 'quick' for a
+--quick run (the training recipe is the same either way since the default took the quick one's values),
+so a run of one phrase without --quick keeps the quick runs of the others; docs/benchmarks_peers.md is
+rendered from all of it, and docs/peers/<phrase>/det_<recipe>.png holds the DET curves of the latest run of that phrase.
 --work DIR keeps the trained models there and reuses them; --render only rewrites the Markdown from the JSON.
 """
 
@@ -205,7 +206,7 @@ def phrase_data(label: str, negative_hours: float, seed: int) -> PhraseData:
 def train_ours(data: PhraseData, work: Path, quick: bool, seed: int) -> tuple[Path, float]:
     """Train and export ours from the 5 clips, as bench_accuracy trains; returns the model folder and seconds."""
     from wakeword.export import export_model
-    from wakeword.train import TrainConfig, quick_config, train
+    from wakeword.train import TrainConfig, train
 
     base = work / f"{data.label}-{'quick' if quick else 'default'}"
     shutil.rmtree(base, ignore_errors=True)  # what a stopped run left there (link_files will not overwrite)
@@ -214,8 +215,7 @@ def train_ours(data: PhraseData, work: Path, quick: bool, seed: int) -> tuple[Pa
     pad = np.zeros(round(CLIP_PAD_S * 16000), np.float32)
     for i, audio in enumerate(data.train_clips):
         write_wav(clips / f"take_{i + 1}.wav", np.concatenate([pad, audio, pad]))
-    make = quick_config if quick else TrainConfig
-    config = make(
+    config = TrainConfig(
         phrase=data.phrase,
         out=base / "model",
         clips=clips,
@@ -534,7 +534,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phrases", nargs="*", default=list(PHRASES), choices=list(PHRASES))
     parser.add_argument("--engines", nargs="*", default=list(ENGINES), choices=list(ENGINES))
-    parser.add_argument("--quick", action="store_true", help="quick training recipe, fewer negative hours")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a quicker run: fewer negative hours, EfficientWord-Net windows every 480 ms",
+    )
     parser.add_argument(
         "--negative-hours",
         type=float,

@@ -1,7 +1,7 @@
 """Which transfer strategy wins at which amount of real data: FRR at 0.5 FA/h against K real takes.
 
     python tools/bench_strategies.py [--word athena] [--k 0 3 5 10 20 50] [--strategies features head top full]
-                                     [--quick] [--out docs/]
+                                     [--out docs/]
 
 For each K (0 = synthetic voices only; the CLI needs 3 takes or none, so K = 1 and 2 are not run)
 and each strategy, train on the development benchmark's split (tools/bench_accuracy.py: K takes of
@@ -65,7 +65,7 @@ def cell(rows: list[dict], k: int, strategy: str) -> str:
     return f"{row['frr_at_0.5_fa_per_hour']:.1%} / {at_text} ({row['train_seconds']} s)"
 
 
-def write_report(rows: list[dict], out: Path, quick: bool, seed: int) -> None:
+def write_report(rows: list[dict], out: Path, seed: int) -> None:
     """strategies.json/.md/.png from every row so far: called after each cell, so a killed run keeps what finished.
 
     The text after READING_MARK in an existing strategies.md (the hand-written reading of the table) is kept."""
@@ -80,7 +80,7 @@ def write_report(rows: list[dict], out: Path, quick: bool, seed: int) -> None:
         "# Transfer strategies against the amount of real data (`tools/bench_strategies.py`)",
         "",
         f"Run {datetime.date.today()} on {platform.machine()}, git {shared_data.git_revision()}, recipe "
-        f"{'quick' if quick else 'default'}, seed {seed}. "
+        f"default, seed {seed}. "
         + ("Commands: " if len(commands) > 1 else "Command: ")
         + ", ".join(f"`{c}`" for c in commands)
         + ". Clean condition, streaming event-level (see benchmarks.md); K = 0 is synthetic voices only; "
@@ -104,7 +104,6 @@ def main() -> None:
     parser.add_argument("--word", default="athena", choices=list(WORDS))
     parser.add_argument("--k", nargs="+", type=int, default=[0, 3, 5, 10, 20, 50])
     parser.add_argument("--strategies", nargs="+", default=["features", "head", "top", "full"])
-    parser.add_argument("--quick", action="store_true", help="the quick training recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument(
@@ -121,7 +120,7 @@ def main() -> None:
     command = shared_data.shown_command("tools/bench_strategies.py", sys.argv[1:])
     rows: list[dict] = []
     if args.merge and (out / "strategies.json").exists():
-        recipe = "quick" if args.quick else "default"
+        recipe = "default"
         rows = [
             r
             for r in json.loads((out / "strategies.json").read_text())
@@ -133,9 +132,7 @@ def main() -> None:
             split = split_word(args.word, k, args.seed)
             for strategy in args.strategies:
                 cpu_before = time.process_time()
-                model_dir, card, seconds = train_word(
-                    split, work / f"k{k}_{strategy}", args.quick, args.seed, strategy=strategy
-                )
+                model_dir, card, seconds = train_word(split, work / f"k{k}_{strategy}", args.seed, strategy=strategy)
                 cpu_seconds = time.process_time() - cpu_before
                 (clean,) = evaluate_word(model_dir, split, args.seed, noisy=False)
                 row = {
@@ -152,14 +149,14 @@ def main() -> None:
                     "train_seconds": round(seconds),
                     "train_cpu_seconds": round(cpu_seconds),
                     "phase_seconds": card.get("phase_seconds"),
-                    "recipe": "quick" if args.quick else "default",
+                    "recipe": "default",
                     "seed": args.seed,
                     "command": command,
                 }
                 rows = [r for r in rows if not (r["k"] == k and r["strategy"] == strategy)] + [row]
                 rows.sort(key=lambda r: (r["k"], r["strategy"]))
                 print(json.dumps(row), flush=True)
-                write_report(rows, out, args.quick, args.seed)
+                write_report(rows, out, args.seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"took {time.process_time():.0f} s CPU")

@@ -1,6 +1,6 @@
 """How much of a benchmark cell is the training's own randomness, and what averaging models buys.
 
-    python tools/bench_variance.py [--word computer] [--seed 0] [--train-seeds 0 1 2 3 4] [--quick] [--out docs/]
+    python tools/bench_variance.py [--word computer] [--seed 0] [--train-seeds 0 1 2 3 4] [--out docs/]
 
 One word, one split of ../shared/data (tools/bench_accuracy.split_word: the same K takes, training
 negatives, noise and test set for every model), several models that differ only in TrainConfig.train_seed
@@ -61,7 +61,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the split (takes, negatives, noise) and the data")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="the quick training recipe (the demo's)")
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--work", help="train in this folder and keep it instead of a temporary one")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
@@ -84,7 +83,7 @@ def main() -> None:
     scorers, cards = [], []
     with shared_data.work_folder(args.work, "wakeword-variance-") as work:
         for t in args.train_seeds:
-            model_dir, card, _ = train_word(split, work / f"train{t}", args.quick, args.seed, train_seed=t, **overrides)
+            model_dir, card, _ = train_word(split, work / f"train{t}", args.seed, train_seed=t, **overrides)
             scorers.append(runtime_scorer(str(model_dir), "CPUExecutionProvider")[0])
             cards.append(card)
         scorer_of = ensemble_scorer(scorers, {})
@@ -125,7 +124,7 @@ def main() -> None:
         f"Run {datetime.date.today()} on {platform.machine()} (cpu), git {shared_data.git_revision()}, "
         f"{(time.time() - started) / 60:.0f} min. Command: `{command}`.",
         "",
-        f"Word '{split.phrase}', split seed {args.seed} (K = {args.k}, recipe {'quick' if args.quick else 'default'}): "
+        f"Word '{split.phrase}', split seed {args.seed} (K = {args.k}, recipe default): "
         "every model below trains on the same takes, negatives and noise, with the same augmentation draws; "
         "they differ only in TrainConfig.train_seed (head init, batch order, dropout). Test set and protocol as "
         "tools/bench_accuracy.py. The ensemble averages the members' logits.",

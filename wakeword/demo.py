@@ -1,6 +1,6 @@
 """`wakeword demo`: the whole chain on a bundled default, on a fresh machine, in minutes.
 
-synthesise the phrase with TTS voices -> train (quick recipe, no user takes) -> export ONNX
+synthesise the phrase with TTS voices -> train (default recipe, no user takes) -> export ONNX
 -> build a test recording (the phrase in voices and at speeds training did not use, near-misses,
    other sentences, noise) -> detect it through the torch-free runtime -> print what was found
 """
@@ -63,7 +63,7 @@ def run_demo(phrase: str, out: Path, force: bool = False) -> int:
     from wakeword.export import export_model
     from wakeword.phrases import describe_pronunciation, normalize_phrase
     from wakeword.runtime import Detector
-    from wakeword.train import quick_config, train
+    from wakeword.train import TrainConfig, train
 
     phrase = normalize_phrase(phrase)
     model_dir = out / phrase.replace(" ", "_")
@@ -73,8 +73,8 @@ def run_demo(phrase: str, out: Path, force: bool = False) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"1/4 phrase: {describe_pronunciation(phrase)}")
-    print("2/4 training (quick recipe, synthetic voices only) ...")
-    card = train(quick_config(phrase=phrase, out=model_dir))
+    print("2/4 training (synthetic voices only) ...")
+    card = train(TrainConfig(phrase=phrase, out=model_dir))
     export_model(model_dir)
     print(f"3/4 exported ONNX graphs to {model_dir}")
     stream, said, script = test_recording(phrase)
