@@ -120,11 +120,10 @@ def main() -> None:
     command = shared_data.shown_command("tools/bench_strategies.py", sys.argv[1:])
     rows: list[dict] = []
     if args.merge and (out / "strategies.json").exists():
-        recipe = "default"
         rows = [
             r
             for r in json.loads((out / "strategies.json").read_text())
-            if r.get("word") == WORDS[args.word] and r.get("recipe") == recipe and r.get("seed") == args.seed
+            if r.get("word") == WORDS[args.word] and r.get("recipe") == "default" and r.get("seed") == args.seed
         ]
     work = Path(tempfile.mkdtemp(prefix="wakeword-bench-strategies-"))
     try:
