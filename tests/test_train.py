@@ -480,3 +480,43 @@ def test_synthetic_sentences_fill_in_when_there_are_no_recorded_negatives(tmp_pa
 
     assert speech_clips(negatives=[tmp_path]) == 3
     assert speech_clips() == 10
+
+
+def test_synthetic_sources_keep_their_order_whatever_the_cache_holds(tmp_path, monkeypatch):
+    """tts_sources lists the same sources in the same order cold, warm and with part of the clips cached
+    (another word's run caches the shared sentences): later steps draw their random numbers source by
+    source, so another order would train another model from the same recipe."""
+    import numpy as np
+
+    from wakeword import tts
+    from wakeword.train import TrainConfig, tts_sources
+
+    voices = [tts.Voice("espeak-ng", f"v{i}", f"speaker{i}", "GPL-3.0", True) for i in range(4)]
+    monkeypatch.setattr(tts, "list_voices", lambda *args, **kwargs: voices)
+
+    def fake_synthesis(items, progress=True):  # a clip that says which (text, voice) it is
+        for t, v in items:
+            yield t, v, np.full(1600, (hash((t, v.id)) % 1000) / 2000, np.float32)
+
+    monkeypatch.setattr(tts, "synthesize_many", fake_synthesis)
+
+    def listed(cache: str, phrase: str = "hey nova") -> list[tuple[str, str, float]]:
+        config = TrainConfig(
+            phrase=phrase,
+            out=tmp_path / "m",
+            cache_dir=tmp_path / cache,
+            max_positive_voices=2,
+            near_miss_limit=3,
+            max_sentences=4,
+            sentence_voices=1,
+            negatives=[tmp_path],
+        )
+        sources, _ = tts_sources(config, np.random.default_rng(0))
+        return [(s.kind, s.group, float(s.audio[0])) for s in sources]
+
+    cold = listed("a")
+    assert {kind for kind, _, _ in cold} == {"tts", "near_miss", "speech"}
+    assert listed("a") == cold  # warm: every clip from the cache
+    listed("b", phrase="hey vega")  # another phrase's run caches the same sentences in the same voices
+    partly = listed("b")
+    assert partly == cold

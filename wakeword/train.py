@@ -288,19 +288,26 @@ def tts_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Sou
         for j in rng.choice(len(neg_voices), size=min(voices, len(neg_voices)), replace=False):
             jobs.append((sentence, neg_voices[j], "speech", f"text:{sentence}"))
 
-    sources, todo = [], []
-    for text, voice, kind, group in jobs:
+    # Sources keep the jobs' order whatever the cache holds: later steps draw their random numbers
+    # source by source, so a run with some clips cached (another word's sentences, say) must see the
+    # same list as a cold one, or the same recipe trains another model.
+    pcm_of: dict[tuple[str, str], np.ndarray] = {}
+    todo = []
+    for text, voice, _, _ in jobs:
         hit = cache.get(content_key(f"tts:{text}:{voice.id}"))
         if hit is not None:
-            sources.append(Source(hit.astype(np.float32) / 32767.0, int(kind == "tts"), kind, group, origin=voice.id))
+            pcm_of[(text, voice.id)] = hit
         else:
-            todo.append((text, voice, kind, group))
-    by_item = {(t, v.id): (k, g) for t, v, k, g in todo}
-    for text, voice, audio in tts.synthesize_many([(t, v) for t, v, _, _ in todo], progress=True):
-        kind, group = by_item[(text, voice.id)]
+            todo.append((text, voice))
+    for text, voice, audio in tts.synthesize_many(todo, progress=True):
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
         cache.put(content_key(f"tts:{text}:{voice.id}"), pcm)
-        sources.append(Source(pcm.astype(np.float32) / 32767.0, int(kind == "tts"), kind, group, origin=voice.id))
+        pcm_of[(text, voice.id)] = pcm
+    sources = [
+        Source(pcm_of[(t, v.id)].astype(np.float32) / 32767.0, int(k == "tts"), k, g, origin=v.id)
+        for t, v, k, g in jobs
+        if (t, v.id) in pcm_of  # a clip whose synthesis failed is left out (synthesize_many warned)
+    ]
     info = {
         "positive_voice_configs": len(pos_voices),
         "positive_speakers": len({v.speaker for v in pos_voices}),
