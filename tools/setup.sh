@@ -52,7 +52,7 @@ PYTHON="${PYTHON:-python3}"
 }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch==2.11.* / torchaudio==2.11.* come from the train extra (a ~4.7 GB CUDA build that also runs on CPU).
+# torch==2.11.0 / torchaudio==2.11.0 come from the train extra (a ~4.7 GB CUDA build that also runs on CPU).
 .venv/bin/python -m pip install -q --progress-bar off -e ".[train,dev,bench]"
 .venv/bin/python -m pip install -q --progress-bar off --no-deps "efficientword-net==1.0.5"
 echo "setup: done ($(.venv/bin/wakeword --version))"
