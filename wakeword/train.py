@@ -296,14 +296,17 @@ def tts_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list[Sou
     # source by source, so a run with some clips cached (another word's sentences, say) must see the
     # same list as a cold one, or the same recipe trains another model.
     pcm_of: dict[tuple[str, str], np.ndarray] = {}
-    todo = []
+    todo: dict[tuple[str, str], tuple[str, tts.Voice]] = {}  # a (text, voice) asked twice is synthesised once
     for text, voice, _, _ in jobs:
+        key = (text, voice.id)
+        if key in pcm_of or key in todo:
+            continue
         hit = cache.get(content_key(f"tts:{text}:{voice.id}"))
         if hit is not None:
-            pcm_of[(text, voice.id)] = hit
+            pcm_of[key] = hit
         else:
-            todo.append((text, voice))
-    for text, voice, audio in tts.synthesize_many(todo, progress=True):
+            todo[key] = (text, voice)
+    for text, voice, audio in tts.synthesize_many(list(todo.values()), progress=True):
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
         cache.put(content_key(f"tts:{text}:{voice.id}"), pcm)
         pcm_of[(text, voice.id)] = pcm
