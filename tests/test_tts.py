@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class FakeEngine(tts.Engine):
         self.calls.append((text, name, rate))
         assert tmp.is_dir()
         if name == "bad":
+            time.sleep(0.02)  # slow enough that parallel workers overlap on the broken voice
             raise RuntimeError("engine crashed")
         t = np.arange(int(0.6 / rate * SR)) / SR
         buzz = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6)).astype(np.float32) * 0.2
@@ -122,7 +124,7 @@ def test_synthesize_many_skips_failures_in_order(fake: FakeEngine, caplog: pytes
     good, bad = fake_voice(), fake_voice("bad")
     items = [(f"{PHRASE} {i}", voice) for i in range(5) for voice in (good, bad)]
     with caplog.at_level(logging.WARNING, logger="wakeword.tts"):
-        results = list(tts.synthesize_many(items, workers=2, progress=False))
+        results = list(tts.synthesize_many(items, workers=4, progress=False))
     assert [text for text, _, _ in results] == [f"{PHRASE} {i}" for i in range(5)]  # input order, bad ones gone
     assert all(voice == good and audio.dtype == np.float32 for _, voice, audio in results)
     bad_calls = [call for call in fake.calls if call[1] == "bad"]

@@ -628,18 +628,36 @@ def synthesize_many(
         except ImportError:
             log.info("tqdm not installed: no progress bar")
     failures: dict[str, int] = defaultdict(int)
+    in_flight: dict[str, int] = defaultdict(int)
+    gate = threading.Condition()
 
     def job(text: str, voice: Voice) -> np.ndarray | None:
-        if failures[voice.base] >= MAX_FAILURES_PER_VOICE:
-            return None
+        # A call may start only while failures + calls in flight stay under the limit, so a broken voice
+        # is called exactly MAX_FAILURES_PER_VOICE times however many workers race for it.
+        with gate:
+            gate.wait_for(
+                lambda: (
+                    failures[voice.base] + in_flight[voice.base] < MAX_FAILURES_PER_VOICE
+                    or failures[voice.base] >= MAX_FAILURES_PER_VOICE
+                )
+            )
+            if failures[voice.base] >= MAX_FAILURES_PER_VOICE:
+                return None
+            in_flight[voice.base] += 1
+        failed = False
         try:
             return synthesize(text, voice)
         except Exception as exc:  # never let one voice stop a data-generation run
-            failures[voice.base] += 1
+            failed = True
             log.warning("skipped %s for %r: %s", voice.id, text, exc)
-            if failures[voice.base] == MAX_FAILURES_PER_VOICE:
-                log.warning("voice %s failed %d times: dropped for this run", voice.base, MAX_FAILURES_PER_VOICE)
             return None
+        finally:
+            with gate:
+                in_flight[voice.base] -= 1
+                failures[voice.base] += failed
+                if failed and failures[voice.base] == MAX_FAILURES_PER_VOICE:
+                    log.warning("voice %s failed %d times: dropped for this run", voice.base, MAX_FAILURES_PER_VOICE)
+                gate.notify_all()
 
     window = max(1, workers) * 4  # bounded look-ahead keeps memory flat on long runs
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
