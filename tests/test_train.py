@@ -317,6 +317,45 @@ def test_train_seed_alone_decides_the_optimisation(tmp_path):
     assert not torch.equal(base, head_after(seed=0, train_seed=5))
 
 
+def test_checkpoint_averaging_ends_on_the_mean_of_the_best_epochs(tmp_path):
+    """average_best: floating weights are the element-wise mean, integer buffers come from the best epoch;
+    a fit with it ends elsewhere than on its single best epoch and says how many epochs it averaged."""
+    import torch
+
+    from wakeword.dataset import Features
+    from wakeword.encoder import load_encoder
+    from wakeword.model import WakeWordNet
+    from wakeword.train import Data, TrainConfig, average_states, fit
+
+    states = [
+        {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)},
+        {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(9)},
+    ]
+    mean = average_states(states)
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and int(mean["n"]) == 3
+    frozen = torch.tensor([-1.3526537418365479, -0.3413603901863098])  # their mean of 3 copies is not them in float32
+    assert torch.equal(average_states([{"w": frozen.clone()} for _ in range(3)])["w"], frozen)
+
+    def examples(n: int, seed: int) -> Features:
+        generator = torch.Generator().manual_seed(seed)
+        labels = (torch.arange(n) % 2).float()
+        acts = torch.randn(n, 96, 38, 2, generator=generator) + 0.3 * labels[:, None, None, None]
+        return Features(acts.half(), labels, torch.ones(n), ["x"] * n)
+
+    data = Data(examples(96, 0), examples(64, 1), [], [], {})
+    encoder = load_encoder()
+    heads, reports = [], []
+    for average_best in (1, 3):
+        torch.manual_seed(123)
+        net = WakeWordNet(encoder)
+        config = TrainConfig(phrase="x", out=tmp_path, batch_size=16, patience=10, average_best=average_best)
+        reports.append(fit(net, data, "cpu", 4, 1e-2, False, config, "p1"))
+        heads.append(torch.cat([p.detach().flatten() for p in net.head.parameters()]))
+    assert [r["epochs_averaged"] for r in reports] == [1, 3]
+    assert reports[0]["history"] == reports[1]["history"]  # the same trajectory, only its end differs
+    assert not torch.allclose(heads[0], heads[1])
+
+
 def test_auto_strategy_and_unknown_strategies():
     from wakeword.errors import WakewordError
     from wakeword.train import choose_strategy, phase2_guarded
