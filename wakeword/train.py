@@ -165,8 +165,8 @@ class TrainConfig:
     # Each fit ends on the mean of its average_best best epochs' weights (by validation recall), not on the
     # single best epoch: checkpoint averaging, against the noise of picking one epoch on a small split.
     # 1 -> 3 (tools/bench_accuracy.py, K = 5, seeds 0 and 1, docs/checkpoint_averaging.md) won 14 of 20
-    # cells, FRR at 0.5 FA/h mean clean 22.4 -> 18.0 %, 10 dB 31.6 -> 29.9 % (seed 1: 8 of 10 cells, clean
-    # 17.6 -> 11.1 %, 10 dB 28.2 -> 20.7 %; seed 0: 6 of 10, clean 27.1 -> 24.9 %, 10 dB 35.0 -> 39.1 %).
+    # cells, FRR at 0.5 FA/h mean clean 22.3 -> 18.0 %, 10 dB 31.6 -> 29.9 % (seed 1: 8 of 10 cells, clean
+    # 17.5 -> 11.1 %, 10 dB 28.2 -> 20.7 %; seed 0: 6 of 10, clean 27.1 -> 24.9 %, 10 dB 35.0 -> 39.0 %).
     average_best: int = 3
 
 
