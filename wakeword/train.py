@@ -699,11 +699,13 @@ def fit(
         metric = recall_at_low_fpr(scores, val_labels.numpy())
         history.append({"epoch": epoch, "loss": total / len(order), "val_recall_at_0.5pct_fpr": metric})
         bar.set_postfix(loss=f"{total / len(order):.4f}", val=f"{metric:.3f}")
+        improved = metric > best + 1e-4
+        state = copy.deepcopy(net.state_dict()) if improved or config.average_best > 1 else None
         if config.average_best > 1:
-            kept.append((metric, copy.deepcopy(net.state_dict())))
+            kept.append((metric, state))
             kept = sorted(kept, key=lambda pair: -pair[0])[: config.average_best]  # ties: the earlier epoch
-        if metric > best + 1e-4:
-            best, best_state, stale = metric, copy.deepcopy(net.state_dict()), 0
+        if improved:
+            best, best_state, stale = metric, state, 0
         else:
             stale += 1
             if stale >= config.patience:

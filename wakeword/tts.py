@@ -644,20 +644,19 @@ def synthesize_many(
             if failures[voice.base] >= MAX_FAILURES_PER_VOICE:
                 return None
             in_flight[voice.base] += 1
-        failed = False
         try:
-            return synthesize(text, voice)
+            audio = synthesize(text, voice)
         except Exception as exc:  # never let one voice stop a data-generation run
-            failed = True
             log.warning("skipped %s for %r: %s", voice.id, text, exc)
-            return None
-        finally:
-            with gate:
-                in_flight[voice.base] -= 1
-                failures[voice.base] += failed
-                if failed and failures[voice.base] == MAX_FAILURES_PER_VOICE:
+            audio = None
+        with gate:
+            in_flight[voice.base] -= 1
+            if audio is None:
+                failures[voice.base] += 1
+                if failures[voice.base] == MAX_FAILURES_PER_VOICE:
                     log.warning("voice %s failed %d times: dropped for this run", voice.base, MAX_FAILURES_PER_VOICE)
-                gate.notify_all()
+            gate.notify_all()
+        return audio
 
     window = max(1, workers) * 4  # bounded look-ahead keeps memory flat on long runs
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
