@@ -50,6 +50,19 @@ def test_training_writes_a_complete_card(trained):
         and sum(card["data"][k].get("isolated", 0) for k in ("train_sources", "val_sources")) == 10
     )
     assert (out / "model.pt").exists() and json.loads((out / "card.json").read_text())["phrase"] == "hey nova"
+    # No --negatives: the card and the summary say so (docs/takes_only.md).
+    assert card["data"]["negative_recordings"] == 0 and card["data"]["negative_recording_minutes"] == 0
+
+
+def test_the_summary_says_how_much_recorded_speech_training_had(trained, capsys):
+    from wakeword.cli import print_training_summary
+
+    out, card = trained
+    print_training_summary(card, out)
+    assert "recorded everyday speech (--negatives): none: expect false accepts" in capsys.readouterr().out
+    with_speech = {**card, "data": {**card["data"], "negative_recordings": 120, "negative_recording_minutes": 36.9}}
+    print_training_summary(with_speech, out)
+    assert "recorded everyday speech (--negatives): 120 files, 36.9 min" in capsys.readouterr().out
 
 
 def test_trained_model_exports_and_separates_phrase_from_noise(trained, tmp_path):
@@ -559,3 +572,27 @@ def test_synthetic_sources_keep_their_order_whatever_the_cache_holds(tmp_path, m
     listed("b", phrase="hey vega")  # another phrase's run caches the same sentences in the same voices
     partly = listed("b")
     assert partly == cold
+
+
+def test_a_long_recording_of_negatives_is_cut_into_pieces_that_split_by_block():
+    """One hour-long file as --negatives must give many crops and some held-aside speech, not one source."""
+    from wakeword.dataset import Source, split_by_group
+    from wakeword.train import BLOCK_S, STREAM_S, as_streams, long_recordings_in_pieces
+
+    rng = np.random.default_rng(0)
+    rate = 16000
+    podcast = Source(rng.normal(0, 0.1, int(605 * rate)).astype(np.float32), 0, "speech", "file:podcast.mp3")
+    words = [Source(rng.normal(0, 0.1, rate).astype(np.float32), 0, "speech", f"file:w{i}.flac") for i in range(30)]
+    streams = as_streams([podcast, *words])
+    pieces_alone = long_recordings_in_pieces([podcast])
+    from_podcast = [p for p in streams if p.group.startswith("file:podcast.mp3")]
+    assert len(from_podcast) == int(605 // STREAM_S)  # 50 pieces, the last one 17 s
+    assert all(len(p.audio) >= STREAM_S * rate for p in from_podcast)
+    assert np.array_equal(np.concatenate([p.audio for p in from_podcast]), podcast.audio)
+    assert len({p.group for p in from_podcast}) == int(np.ceil(605 / BLOCK_S)) - 1  # 10 pieces per 2 min block
+    assert [s.key for s in as_streams([podcast])] == [s.key for s in pieces_alone]  # cut, not joined
+    joined = [s for s in streams if not s.group.startswith("file:podcast.mp3")]
+    assert sum(len(s.audio) for s in joined) > 30 * rate  # every word, joined into stretches of 12 s and more
+    assert all(STREAM_S * rate <= len(s.audio) < 2 * STREAM_S * rate for s in joined[:-1])
+    train, val = split_by_group(from_podcast, 0.2, seed=0)
+    assert val and train and not {p.group for p in train} & {p.group for p in val}

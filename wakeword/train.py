@@ -369,18 +369,49 @@ def general_sentences() -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
-def as_streams(sources: list[Source], seconds: float = 12.0, seed: int = 0) -> list[Source]:
+STREAM_S = 12.0  # a stretch of negative talk (as_streams)
+BLOCK_S = 120.0  # pieces of one long recording within this span share a group: they go to one side of the split
+
+
+def long_recordings_in_pieces(
+    sources: list[Source], seconds: float = STREAM_S, block_s: float = BLOCK_S
+) -> list[Source]:
+    """Recordings longer than two stretches cut into `seconds` pieces; shorter ones as they are.
+
+    Segments are cut per source (make_segments: speech_copies crops each) and the split holds aside
+    whole groups: one hour-long podcast given as --negatives would otherwise give a dozen crops and
+    nothing held aside to calibrate on. Pieces within one block_s span share a group, so neighbours
+    (the same sentence, carried across a cut) stay on one side of the split."""
+    out = []
+    piece = int(seconds * SAMPLE_RATE)
+    for s in sources:
+        if len(s.audio) < 2 * piece:
+            out.append(s)
+            continue
+        starts = range(0, len(s.audio) - piece + 1, piece)
+        for i, start in enumerate(starts):
+            stop = start + piece if i < len(starts) - 1 else len(s.audio)  # the last piece takes the rest
+            block = int(start // (block_s * SAMPLE_RATE))
+            out.append(Source(s.audio[start:stop], s.label, s.kind, f"{s.group}#{block}", origin=f"{s.origin}@{start}"))
+    return out
+
+
+def as_streams(sources: list[Source], seconds: float = STREAM_S, seed: int = 0) -> list[Source]:
     """Short recordings joined into ~12 s stretches with 0.1-0.6 s gaps, as a microphone hears talk.
 
     Deployed, a window can end anywhere: mid-word, in a gap, just after one sentence and before the
     next. Cropping segments from these stretches puts every such alignment into training; a clip
     placed alone at a segment's end would only teach "speech that has just ended". Each stretch keeps
     the group of its first clip, and clips of one group are kept together so the split stays honest.
+    Recordings two stretches long or longer are running talk already: they are cut, not joined
+    (long_recordings_in_pieces).
     """
     rng = np.random.default_rng(seed)
+    long = [s for s in sources if len(s.audio) >= 2 * seconds * SAMPLE_RATE]
     by_group: dict[str, list[Source]] = {}
     for s in sources:
-        by_group.setdefault(s.group, []).append(s)
+        if len(s.audio) < 2 * seconds * SAMPLE_RATE:
+            by_group.setdefault(s.group, []).append(s)
     out, parts, group, length = [], [], "", 0
     for g in rng.permutation(sorted(by_group)).tolist():
         for s in by_group[g]:
@@ -394,7 +425,7 @@ def as_streams(sources: list[Source], seconds: float = 12.0, seed: int = 0) -> l
             parts, length = [], 0
     if parts:
         out.append(Source(np.concatenate(parts), 0, "speech", group, origin=f"stream of {len(parts) // 2} clips"))
-    return out
+    return out + long_recordings_in_pieces(long, seconds)
 
 
 def load_folder_audio(dirs: list[Path]) -> list[np.ndarray]:
@@ -472,7 +503,8 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
     sources += [s for s in synthetic if s.kind != "speech"]
     sources += partial_sources([s for s in sources if s.label == 1], config.seed)
     sources += scrambled_sources(user, config.seed)
-    speech = read_audio_dirs(config.negatives, "speech", 0) + [s for s in synthetic if s.kind == "speech"]
+    recorded = read_audio_dirs(config.negatives, "speech", 0)
+    speech = recorded + [s for s in synthetic if s.kind == "speech"]
     sources += as_streams(speech)
     sources += isolated_sources(speech, config.isolated_negatives, config.seed)
     noise = read_audio_dirs(config.noise, "noise", 0)
@@ -481,6 +513,9 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
     n_noise = config.noise_segments // 2  # two augmented copies each
     sources += [Source(silent, 0, "noise", f"synthetic-noise:{i % 50}", key=f"silence:{i}") for i in range(n_noise)]
     info["user_clips"] = len(user)
+    # What decides whether the model knows real talk from the phrase (docs/takes_only.md).
+    info["negative_recordings"] = len(recorded)
+    info["negative_recording_minutes"] = round(sum(len(s.audio) for s in recorded) / SAMPLE_RATE / 60, 1)
     if config.feedback:
         info["feedback"] = kept_info
     return sources, info
