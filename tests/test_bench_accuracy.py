@@ -43,12 +43,17 @@ def test_recipe_overrides_are_typed_and_checked():
         ba.parse_overrides(["resume"])
 
 
-def test_a_stopped_run_keeps_its_rows_without_replacing_the_last_table(tmp_path):
-    full = {**row("athena", "clean", 0, 0.05), "test_positives": 10, "negative_hours": 1.0}
-    full.update({"frr_at_1_fa_per_hour": 0.05, "threshold": 0.9, "test_threshold_at_0.5_fa_per_hour": 0.9})
+def full_row(word: str, seed: int, frr: float) -> dict:
+    full = {**row(word, "clean", seed, frr), "k": 5, "test_positives": 10, "negative_hours": 1.0}
+    full.update({"frr_at_1_fa_per_hour": frr, "threshold": 0.9, "test_threshold_at_0.5_fa_per_hour": 0.9})
     full.update({"frr_at_threshold": 0.1, "fa_per_hour_at_threshold": 0.0, "train_seconds": 100})
     full.update({"highest_negatives": [{"clip": "sc/yes/a.flac", "score": 0.99}], "lowest_positives": []})
-    args = argparse.Namespace(out=str(tmp_path), k=5, seeds=[0], set=[])
+    return full
+
+
+def test_a_stopped_run_keeps_its_rows_without_replacing_the_last_table(tmp_path):
+    full = full_row("athena", 0, 0.05)
+    args = argparse.Namespace(out=str(tmp_path), k=5, seeds=[0], set=[], takes_only=False, merge=None)
     (tmp_path / "benchmarks.md").write_text("the last complete table\n")
     ba.write_results([full], args, done=False)
     assert (tmp_path / "benchmarks.md").read_text() == "the last complete table\n"
@@ -67,3 +72,35 @@ def test_a_recipe_variant_must_not_write_over_the_default_table():
         timeout=120,
     )
     assert done.returncode != 0 and "its own --out" in done.stderr
+
+
+def test_seeds_run_apart_merge_into_one_table(tmp_path):
+    for seed, frr in ((0, 0.10), (1, 0.30)):
+        (tmp_path / f"s{seed}.json").write_text(json.dumps([full_row("athena", seed, frr)]))
+    bench = [sys.executable, str(ba.ROOT / "tools" / "bench_accuracy.py"), "--out", str(tmp_path / "table")]
+    files = [str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]
+    done = subprocess.run([*bench, "--merge", *files], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "table" / "benchmarks.md").read_text()
+    assert "| athena | clean | 20.0% | 10.0%-30.0% | 10.0% | 30.0% |" in table
+    assert "merged with `--merge`" in table
+    assert len(json.loads((tmp_path / "table" / "benchmarks.json").read_text())) == 2
+    refused = subprocess.run([*bench, "--k", "3", "--merge", *files], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "K = 3" in refused.stderr
+
+
+def test_takes_only_trains_without_recorded_negatives_noise_or_rooms(tmp_path, monkeypatch):
+    import wakeword.export
+    import wakeword.train
+
+    configs = []
+    monkeypatch.setattr(wakeword.train, "train", lambda config: configs.append(config) or {})
+    monkeypatch.setattr(wakeword.export, "export_model", lambda *args, **kwargs: None)
+    take = tmp_path / "take.flac"
+    take.write_bytes(b"")
+    split = ba.WordSplit("athena", "athena", [take], [], [take], [], [take], [])
+    ba.train_word(split, tmp_path / "takes_only", seed=0, takes_only=True)
+    ba.train_word(split, tmp_path / "default", seed=0)
+    takes_only, default = configs
+    assert takes_only.clips is not None and (takes_only.negatives, takes_only.noise, takes_only.rirs) == ([], [], [])
+    assert (len(default.negatives), len(default.noise), len(default.rirs)) == (1, 1, 1)

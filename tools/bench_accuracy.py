@@ -103,9 +103,14 @@ def split_word(label: str, k: int, seed: int) -> WordSplit:
     )
 
 
-def train_word(split: WordSplit, work: Path, seed: int, int8: bool = False, **overrides) -> tuple[Path, dict, float]:
+def train_word(
+    split: WordSplit, work: Path, seed: int, int8: bool = False, takes_only: bool = False, **overrides
+) -> tuple[Path, dict, float]:
     """Train (and export; int8 too if asked, calibrated on the training takes and negatives) from the
-    split's K takes; returns the model folder, its card and the seconds (training and export)."""
+    split's K takes; returns the model folder, its card and the seconds (training and export).
+
+    takes_only: as the README's `wakeword train PHRASE --clips takes/` does, with no recorded negative
+    speech, noise or rooms: what a user who brings only their takes gets."""
     from wakeword.export import export_model
     from wakeword.train import TrainConfig, train
 
@@ -114,9 +119,9 @@ def train_word(split: WordSplit, work: Path, seed: int, int8: bool = False, **ov
         phrase=split.phrase,
         out=base / "model",
         clips=link_files(split.train_takes, base / "clips") if split.train_takes else None,
-        negatives=[link_files(split.train_negatives, base / "negatives")],
-        noise=[link_files(split.train_noise, base / "noise")],
-        rirs=[shared_data.DATA_DIR / "rir"],
+        negatives=[] if takes_only else [link_files(split.train_negatives, base / "negatives")],
+        noise=[] if takes_only else [link_files(split.train_noise, base / "noise")],
+        rirs=[] if takes_only else [shared_data.DATA_DIR / "rir"],
         seed=seed,
         **overrides,
     )
@@ -150,10 +155,16 @@ def evaluate_word(model_dir: Path, split: WordSplit, seed: int, int8: bool = Fal
 
 
 def run_word(
-    label: str, k: int, work: Path, seed: int, int8: bool = False, overrides: dict | None = None
+    label: str,
+    k: int,
+    work: Path,
+    seed: int,
+    int8: bool = False,
+    overrides: dict | None = None,
+    takes_only: bool = False,
 ) -> list[dict]:
     split = split_word(label, k, seed)
-    model_dir, card, train_s = train_word(split, work, seed, int8=int8, **(overrides or {}))
+    model_dir, card, train_s = train_word(split, work, seed, int8=int8, takes_only=takes_only, **(overrides or {}))
     rows = []
     reports = [(r, "") for r in evaluate_word(model_dir, split, seed)]
     if int8:
@@ -212,6 +223,10 @@ def seed_summary(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     variant = f", recipe changed by {', '.join(args.set)}" if args.set else ""
+    if args.takes_only:
+        variant += ", trained from the takes alone (no recorded negatives, noise or rooms: --takes-only)"
+    if args.merge:
+        variant += ", each seed run as its own process (`--seeds S --out DIR`) and the rows merged with `--merge`"
     lines = [
         "# Benchmarks",
         "",
@@ -297,21 +312,41 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5, help="training takes per word")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; the table averages them")
     parser.add_argument("--int8", action="store_true", help="also export and evaluate the int8 graphs")
+    parser.add_argument(
+        "--takes-only",
+        action="store_true",
+        help="train from the takes alone (no recorded negatives, noise or rooms), as the README's train command",
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
     parser.add_argument("--out", help="where the table goes (default docs/; a --set variant must name its own)")
     parser.add_argument("--work", help="train in this folder and keep it (models, cards) instead of a temporary one")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="train nothing: one table from the rows of earlier runs' benchmarks.json (seeds run in parallel); "
+        "give the flags those runs had (--set, --takes-only, --k)",
+    )
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
-    if args.set and args.out is None:
-        raise SystemExit("--set measures a variant, not the default recipe: give it its own --out folder")
+    if (args.set or args.takes_only) and args.out is None:
+        raise SystemExit("--set and --takes-only measure a variant, not the default benchmark: give it its own --out")
     args.out = args.out or str(ROOT / "docs")
+    if args.merge:
+        rows = [row for path in args.merge for row in json.loads(Path(path).read_text())]
+        if any(row["k"] != args.k for row in rows):
+            raise SystemExit(f"--merge: the rows were not all trained from K = {args.k} takes")
+        args.seeds = sorted({row["seed"] for row in rows})
+        write_results(rows, args, done=True)
+        print(markdown(rows, args))
+        return
     if not shared_data.available():
         raise SystemExit(shared_data.MISSING_REASON)
     rows = []
     with shared_data.work_folder(args.work, "wakeword-bench-") as work:
         for seed in args.seeds:
             for label in args.words:
-                rows += run_word(label, args.k, work / f"seed{seed}", seed, args.int8, overrides)
+                rows += run_word(label, args.k, work / f"seed{seed}", seed, args.int8, overrides, args.takes_only)
                 write_results(rows, args, done=False)
     write_results(rows, args, done=True)
     print(markdown(rows, args))
