@@ -53,7 +53,8 @@ def full_row(word: str, seed: int, frr: float) -> dict:
 
 def test_a_stopped_run_keeps_its_rows_without_replacing_the_last_table(tmp_path):
     full = full_row("athena", 0, 0.05)
-    args = argparse.Namespace(out=str(tmp_path), k=5, seeds=[0], set=[], takes_only=False, merge=None)
+    variants = {"set": [], "takes_only": False, "one_negative_file": False, "merge": None}
+    args = argparse.Namespace(out=str(tmp_path), k=5, seeds=[0], **variants)
     (tmp_path / "benchmarks.md").write_text("the last complete table\n")
     ba.write_results([full], args, done=False)
     assert (tmp_path / "benchmarks.md").read_text() == "the last complete table\n"
@@ -89,18 +90,24 @@ def test_seeds_run_apart_merge_into_one_table(tmp_path):
     assert refused.returncode != 0 and "K = 3" in refused.stderr
 
 
-def test_takes_only_trains_without_recorded_negatives_noise_or_rooms(tmp_path, monkeypatch):
+def test_takes_only_and_one_negative_file_change_only_what_training_is_given(tmp_path, write, monkeypatch):
+    import soundfile as sf
+
     import wakeword.export
     import wakeword.train
+    from tests.conftest import tone
 
     configs = []
     monkeypatch.setattr(wakeword.train, "train", lambda config: configs.append(config) or {})
     monkeypatch.setattr(wakeword.export, "export_model", lambda *args, **kwargs: None)
-    take = tmp_path / "take.flac"
-    take.write_bytes(b"")
-    split = ba.WordSplit("athena", "athena", [take], [], [take], [], [take], [])
+    take, talk = write("take.flac", tone(1.0)), [write(f"talk{i}.flac", tone(2.0)) for i in range(3)]
+    split = ba.WordSplit("athena", "athena", [take], [], talk, [], [take], [])
     ba.train_word(split, tmp_path / "takes_only", seed=0, takes_only=True)
     ba.train_word(split, tmp_path / "default", seed=0)
-    takes_only, default = configs
+    ba.train_word(split, tmp_path / "one_file", seed=0, one_negative_file=True)
+    takes_only, default, one_file = configs
     assert takes_only.clips is not None and (takes_only.negatives, takes_only.noise, takes_only.rirs) == ([], [], [])
     assert (len(default.negatives), len(default.noise), len(default.rirs)) == (1, 1, 1)
+    assert len(list(default.negatives[0].iterdir())) == 3
+    (recording,) = one_file.negatives[0].iterdir()
+    assert sf.info(str(recording)).frames == 3 * (2 * 16000 + int(0.3 * 16000))

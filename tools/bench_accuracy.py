@@ -103,14 +103,32 @@ def split_word(label: str, k: int, seed: int) -> WordSplit:
     )
 
 
+def one_recording(files: list[Path], folder: Path) -> Path:
+    """The files joined into one FLAC (0.3 s between them), alone in `folder`: a podcast-like --negatives."""
+    import soundfile as sf
+
+    gap = np.zeros(int(0.3 * 16000), np.float32)
+    audio = np.concatenate([part for f in files for part in (load_audio(f), gap)])
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "talk.flac", audio, 16000)
+    return folder
+
+
 def train_word(
-    split: WordSplit, work: Path, seed: int, int8: bool = False, takes_only: bool = False, **overrides
+    split: WordSplit,
+    work: Path,
+    seed: int,
+    int8: bool = False,
+    takes_only: bool = False,
+    one_negative_file: bool = False,
+    **overrides,
 ) -> tuple[Path, dict, float]:
     """Train (and export; int8 too if asked, calibrated on the training takes and negatives) from the
     split's K takes; returns the model folder, its card and the seconds (training and export).
 
     takes_only: as the README's `wakeword train PHRASE --clips takes/` does, with no recorded negative
-    speech, noise or rooms: what a user who brings only their takes gets."""
+    speech, noise or rooms: what a user who brings only their takes gets. one_negative_file: the same
+    negative speech as one long recording instead of a folder of clips."""
     from wakeword.export import export_model
     from wakeword.train import TrainConfig, train
 
@@ -119,7 +137,11 @@ def train_word(
         phrase=split.phrase,
         out=base / "model",
         clips=link_files(split.train_takes, base / "clips") if split.train_takes else None,
-        negatives=[] if takes_only else [link_files(split.train_negatives, base / "negatives")],
+        negatives=[]
+        if takes_only
+        else [one_recording(split.train_negatives, base / "negatives")]
+        if one_negative_file
+        else [link_files(split.train_negatives, base / "negatives")],
         noise=[] if takes_only else [link_files(split.train_noise, base / "noise")],
         rirs=[] if takes_only else [shared_data.DATA_DIR / "rir"],
         seed=seed,
@@ -162,9 +184,12 @@ def run_word(
     int8: bool = False,
     overrides: dict | None = None,
     takes_only: bool = False,
+    one_negative_file: bool = False,
 ) -> list[dict]:
     split = split_word(label, k, seed)
-    model_dir, card, train_s = train_word(split, work, seed, int8=int8, takes_only=takes_only, **(overrides or {}))
+    model_dir, card, train_s = train_word(
+        split, work, seed, int8=int8, takes_only=takes_only, one_negative_file=one_negative_file, **(overrides or {})
+    )
     rows = []
     reports = [(r, "") for r in evaluate_word(model_dir, split, seed)]
     if int8:
@@ -225,6 +250,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     variant = f", recipe changed by {', '.join(args.set)}" if args.set else ""
     if args.takes_only:
         variant += ", trained from the takes alone (no recorded negatives, noise or rooms: --takes-only)"
+    if args.one_negative_file:
+        variant += ", the training negatives joined into one long recording (--one-negative-file)"
     if args.merge:
         variant += ", each seed run as its own process (`--seeds S --out DIR`) and the rows merged with `--merge`"
     lines = [
@@ -317,6 +344,11 @@ def main() -> None:
         action="store_true",
         help="train from the takes alone (no recorded negatives, noise or rooms), as the README's train command",
     )
+    parser.add_argument(
+        "--one-negative-file",
+        action="store_true",
+        help="pass the training negatives as one long recording (a podcast) instead of a folder of clips",
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="a recipe variant (TrainConfig)")
     parser.add_argument("--out", help="where the table goes (default docs/; a --set variant must name its own)")
     parser.add_argument("--work", help="train in this folder and keep it (models, cards) instead of a temporary one")
@@ -329,8 +361,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
-    if (args.set or args.takes_only) and args.out is None:
-        raise SystemExit("--set and --takes-only measure a variant, not the default benchmark: give it its own --out")
+    if (args.set or args.takes_only or args.one_negative_file) and args.out is None:
+        raise SystemExit("--set, --takes-only and --one-negative-file measure a variant: give it its own --out")
     args.out = args.out or str(ROOT / "docs")
     if args.merge:
         rows = [row for path in args.merge for row in json.loads(Path(path).read_text())]
@@ -346,7 +378,16 @@ def main() -> None:
     with shared_data.work_folder(args.work, "wakeword-bench-") as work:
         for seed in args.seeds:
             for label in args.words:
-                rows += run_word(label, args.k, work / f"seed{seed}", seed, args.int8, overrides, args.takes_only)
+                rows += run_word(
+                    label,
+                    args.k,
+                    work / f"seed{seed}",
+                    seed,
+                    args.int8,
+                    overrides,
+                    args.takes_only,
+                    args.one_negative_file,
+                )
                 write_results(rows, args, done=False)
     write_results(rows, args, done=True)
     print(markdown(rows, args))
