@@ -78,9 +78,14 @@ def relative(path: Path) -> str:
 
 def shown_command(script: str, argv: list[str]) -> str:
     """The command line as a report shows it: without --out/--json/--work paths, which are this machine's,
-    and with a --model folder written as MODEL_DIR."""
-    shown, skip, placeholder = [], False, False
+    with a --model folder written as MODEL_DIR and the files after --merge as RUN1/<name>, RUN2/<name>, ..."""
+    shown, skip, placeholder, merged = [], False, False, 0
     for arg in argv:
+        if merged and not arg.startswith("--"):
+            shown.append(f"RUN{merged}/{Path(arg).name}")
+            merged += 1
+            continue
+        merged = 1 if arg == "--merge" else 0
         if placeholder:
             placeholder = False
             shown.append("MODEL_DIR")
