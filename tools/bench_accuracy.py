@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools import shared_data  # noqa: E402
-from wakeword.audio import load_audio  # noqa: E402
+from wakeword.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
 WORDS = {  # manifest label -> phrase
     "computer": "computer",
@@ -107,10 +107,10 @@ def one_recording(files: list[Path], folder: Path) -> Path:
     """The files joined into one FLAC (0.3 s between them), alone in `folder`: a podcast-like --negatives."""
     import soundfile as sf
 
-    gap = np.zeros(int(0.3 * 16000), np.float32)
+    gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
     audio = np.concatenate([part for f in files for part in (load_audio(f), gap)])
     folder.mkdir(parents=True, exist_ok=True)
-    sf.write(folder / "talk.flac", audio, 16000)
+    sf.write(folder / "talk.flac", audio, SAMPLE_RATE)
     return folder
 
 
@@ -133,15 +133,17 @@ def train_word(
     from wakeword.train import TrainConfig, train
 
     base = work / split.label
+    if takes_only:
+        negatives = []
+    elif one_negative_file:
+        negatives = [one_recording(split.train_negatives, base / "negatives")]
+    else:
+        negatives = [link_files(split.train_negatives, base / "negatives")]
     config = TrainConfig(
         phrase=split.phrase,
         out=base / "model",
         clips=link_files(split.train_takes, base / "clips") if split.train_takes else None,
-        negatives=[]
-        if takes_only
-        else [one_recording(split.train_negatives, base / "negatives")]
-        if one_negative_file
-        else [link_files(split.train_negatives, base / "negatives")],
+        negatives=negatives,
         noise=[] if takes_only else [link_files(split.train_noise, base / "noise")],
         rirs=[] if takes_only else [shared_data.DATA_DIR / "rir"],
         seed=seed,

@@ -407,10 +407,12 @@ def as_streams(sources: list[Source], seconds: float = STREAM_S, seed: int = 0) 
     (long_recordings_in_pieces).
     """
     rng = np.random.default_rng(seed)
-    long = [s for s in sources if len(s.audio) >= 2 * seconds * SAMPLE_RATE]
+    long: list[Source] = []
     by_group: dict[str, list[Source]] = {}
     for s in sources:
-        if len(s.audio) < 2 * seconds * SAMPLE_RATE:
+        if len(s.audio) >= 2 * seconds * SAMPLE_RATE:
+            long.append(s)
+        else:
             by_group.setdefault(s.group, []).append(s)
     out, parts, group, length = [], [], "", 0
     for g in rng.permutation(sorted(by_group)).tolist():
