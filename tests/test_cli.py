@@ -111,24 +111,3 @@ def test_demo_runs(tmp_path):
     assert (tmp_path / "demo" / "hey_nova" / "top.onnx").exists()
     again = run_cli("demo", "--out", str(tmp_path / "demo"))
     assert again.returncode == 2 and "--force" in again.stderr
-
-
-def test_train_warns_when_takes_come_without_recorded_negatives(tmp_path, monkeypatch, capsys):
-    import wakeword.train
-    from wakeword.errors import WakewordError
-
-    def stop(config):  # the warning comes before any training: stop there
-        raise WakewordError("stopped before training")
-
-    monkeypatch.setattr(wakeword.train, "train", stop)
-    takes, speech = tmp_path / "takes", tmp_path / "speech"
-    takes.mkdir()
-    speech.mkdir()
-    assert main(["train", "hey nova", "--clips", str(takes), "--out", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err
-    assert "warning: no --negatives" in err and "fire often on real talk" in err
-    args = ["train", "hey nova", "--clips", str(takes), "--negatives", str(speech), "--out", str(tmp_path / "b")]
-    assert main(args) == 2
-    assert "warning" not in capsys.readouterr().err
-    assert main(["train", "hey nova", "--out", str(tmp_path / "c")]) == 2  # synthetic only: nothing real to tell apart
-    assert "warning" not in capsys.readouterr().err

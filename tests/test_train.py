@@ -596,3 +596,30 @@ def test_a_long_recording_of_negatives_is_cut_into_pieces_that_split_by_block():
     assert all(STREAM_S * rate <= len(s.audio) < 2 * STREAM_S * rate for s in joined[:-1])
     train, val = split_by_group(from_podcast, 0.2, seed=0)
     assert val and train and not {p.group for p in train} & {p.group for p in val}
+
+
+def test_takes_without_recorded_negatives_warn_once_the_takes_are_accepted(tmp_path, write, monkeypatch, caplog):
+    from tests.conftest import speechlike
+    from wakeword import train as train_module
+    from wakeword.errors import WakewordError
+    from wakeword.train import TrainConfig, collect_sources
+
+    monkeypatch.setattr(train_module, "tts_sources", lambda config, rng: ([], {}))  # no voices needed here
+    takes, speech, empty = tmp_path / "takes", tmp_path / "speech", tmp_path / "empty"
+    for folder in (takes, speech, empty):
+        folder.mkdir()
+    for i in range(3):
+        write(f"takes/take{i}.wav", speechlike(1.0, seed=i))
+    write("speech/talk.wav", speechlike(5.0, seed=9))
+
+    def warned(**values) -> bool:
+        caplog.clear()
+        collect_sources(TrainConfig(phrase="hey nova", out=tmp_path / "m", **values), np.random.default_rng(0))
+        return "no --negatives" in caplog.text
+
+    assert warned(clips=takes)
+    assert not warned(clips=takes, negatives=[speech])
+    assert not warned()  # synthetic only: nothing real for the model to tell apart
+    with pytest.raises(WakewordError, match="0 usable take"):
+        warned(clips=empty)  # refused takes: the refusal is the one message, no warning before it
+    assert "no --negatives" not in caplog.text

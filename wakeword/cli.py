@@ -17,16 +17,6 @@ from wakeword.errors import WakewordError
 log = logging.getLogger("wakeword")
 
 DEMO_PHRASE = "hey nova"
-# Takes alone teach a model your voice and microphone, and synthetic voices are all it hears of anyone
-# else: on the development benchmark's real speech such models fired 35-370 times an hour at their own
-# threshold (tools/bench_accuracy.py --takes-only, docs/takes_only.md).
-NO_NEGATIVES_WARNING = (
-    "no --negatives: without recordings of everyday speech the model knows other voices only from "
-    "synthetic ones and will fire often on real talk (35-370 false accepts an hour on the development "
-    "benchmark, docs/takes_only.md). Pass --negatives with 10 minutes or more of speech that is not the "
-    "phrase (a podcast, the radio, a conversation: any rate or format), or adapt it later with "
-    "'wakeword listen --keep' and 'wakeword train --resume --feedback'."
-)
 
 
 def require_torch(command: str) -> None:
@@ -166,8 +156,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             feedback=feedback,
         )
     print(f"phrase: {describe_pronunciation(config.phrase)}")
-    if config.clips and not config.negatives and not config.feedback:
-        print(f"wakeword: warning: {NO_NEGATIVES_WARNING}", file=sys.stderr)
     card = train(config)
     if recipe_before is not None:
         card = note_adaptation(out, card, recipe_before)

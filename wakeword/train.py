@@ -50,6 +50,16 @@ from wakeword.model import HEAD_STEPS, SEGMENT_SAMPLES, WakeWordNet, bottom_para
 log = logging.getLogger(__name__)
 
 MIN_USER_CLIPS = 3
+# Takes alone teach a model the user's voice and microphone, and synthetic voices are all it hears of anyone
+# else: on the development benchmark's real speech such models fired 35-370 times an hour at their own
+# threshold (tools/bench_accuracy.py --takes-only, docs/takes_only.md).
+NO_NEGATIVES_WARNING = (
+    "no --negatives: without recordings of everyday speech the model knows other voices only from "
+    "synthetic ones and will fire often on real talk (35-370 false accepts an hour on the development "
+    "benchmark, docs/takes_only.md). Pass --negatives with 10 minutes or more of speech that is not the "
+    "phrase (a podcast, the radio, a conversation: any rate or format), or adapt it later with "
+    "'wakeword listen --keep' and 'wakeword train --resume --feedback'."
+)
 # How much of the pretrained network a wake word retrains (the transfer-learning moves):
 #   features  frozen encoder, logistic regression on pooled embeddings (seconds; the baseline)
 #   head      frozen encoder, temporal head (phase 1 only)
@@ -498,6 +508,8 @@ def collect_sources(config: TrainConfig, rng: np.random.Generator) -> tuple[list
             f"{config.clips}: {len(user)} usable take(s), training needs at least {MIN_USER_CLIPS} "
             "(see the warnings above; or train synthetic-only without --clips)"
         )
+    if user and not config.negatives and not config.feedback:
+        log.warning(NO_NEGATIVES_WARNING)
     sources += user
     kept, kept_info = feedback_sources(config.feedback)  # before the partials: a confirmed detection gets them too
     sources += kept
