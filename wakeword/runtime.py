@@ -197,11 +197,18 @@ def _bytes(number: int, payload: bytes | str) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _tensor(name: str, array: np.ndarray) -> bytes:
+def _field(number: int, parts: list) -> list:
+    """A length-delimited field as parts (bytes or uint8 arrays), not yet joined. Graphs are built
+    from parts and joined once, so that each weight is copied once: 20 stacked tops weigh 12 MB, and
+    each concatenation on the way cost a copy that the process's peak memory kept (46 MB here)."""
+    return [_varint(number << 3 | 2) + _varint(sum(len(p) for p in parts)), *parts]
+
+
+def _tensor(name: str, array: np.ndarray) -> list:
     dtype = next((code for code, kind in _DTYPES.items() if array.dtype == kind), _INT64)
     dims = b"".join(_int(1, d) for d in array.shape)
-    raw = np.ascontiguousarray(array, _DTYPES[dtype]).tobytes()
-    return dims + _int(2, dtype) + _bytes(8, name) + _bytes(9, raw)
+    raw = np.ascontiguousarray(array, _DTYPES[dtype]).reshape(-1).view(np.uint8)  # a view: no copy
+    return [dims + _int(2, dtype) + _bytes(8, name), *_field(9, [raw])]
 
 
 def _attribute(name: str, value: int | float | list[int]) -> bytes:
@@ -227,7 +234,7 @@ class GraphWriter:
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         self.nodes: list[bytes] = []
-        self.initializers: list[bytes] = []
+        self.initializers: list[list] = []  # each a _tensor's parts
         self.count = 0
 
     def name(self, hint: str) -> str:
@@ -252,18 +259,19 @@ class GraphWriter:
         self.nodes.append(_bytes(1, tensor) + _bytes(2, name) + _bytes(4, "Identity"))
         return name
 
-    def graph_fields(self) -> bytes:
-        return b"".join(_bytes(1, n) for n in self.nodes) + b"".join(_bytes(5, t) for t in self.initializers)
+    def graph_fields(self) -> list:
+        """The nodes and initialisers as GraphProto fields, in parts (see _field)."""
+        return [_bytes(1, n) for n in self.nodes] + [part for t in self.initializers for part in _field(5, t)]
 
     def model(
         self, inputs: list[tuple[str, list[int]]], outputs: list[tuple[str, list[int]]], metadata: dict[str, str]
     ) -> bytes:
-        graph = self.graph_fields() + _bytes(2, "wakeword")
-        graph += b"".join(_bytes(11, _value_info(n, s)) for n, s in inputs)
-        graph += b"".join(_bytes(12, _value_info(n, s)) for n, s in outputs)
+        graph = [*self.graph_fields(), _bytes(2, "wakeword")]
+        graph += [_bytes(11, _value_info(n, s)) for n, s in inputs]
+        graph += [_bytes(12, _value_info(n, s)) for n, s in outputs]
         opset = _bytes(1, "") + _int(2, OPSET)
-        props = b"".join(_bytes(14, _bytes(1, k) + _bytes(2, v)) for k, v in metadata.items())
-        return _int(1, 8) + _bytes(2, "wakeword") + _bytes(7, graph) + _bytes(8, opset) + props
+        props = [_bytes(14, _bytes(1, k) + _bytes(2, v)) for k, v in metadata.items()]
+        return b"".join([_int(1, 8), _bytes(2, "wakeword"), *_field(7, graph), _bytes(8, opset), *props])
 
 
 def _value_info_name(data: bytes) -> str:
@@ -427,23 +435,24 @@ def merged_graph(bottom: bytes, words: list[dict[str, np.ndarray]], keep_acts: b
     g.rename(scores, "scores")
     g.rename(state, "top_state_out")
     w = len(words)
-    model, bottom_nodes, bottom_rest = b"", b"", b""
+    model, bottom_nodes, bottom_rest = [], [], []
     for number, value in _fields(bottom):
         if number == 7:  # the bottom's graph: its nodes, initialisers, inputs and outputs stay as they are
             for graph_number, graph_value in _fields(value):
                 if graph_number == 12 and _value_info_name(graph_value) == "acts" and not keep_acts:
                     continue
                 if graph_number == 1:
-                    bottom_nodes += _bytes(1, graph_value)
+                    bottom_nodes.append(_bytes(1, graph_value))
                 else:
-                    bottom_rest += _bytes(graph_number, graph_value)
+                    bottom_rest.append(_bytes(graph_number, graph_value))
         elif number != 14:  # ir_version, producer, opset_import (metadata_props are the bottom's own)
-            model += _bytes(number, value) if isinstance(value, bytes) else _int(number, value)
+            model.append(_bytes(number, value) if isinstance(value, bytes) else _int(number, value))
     # The bottom's nodes first: they make "acts", and ONNX wants the nodes in order.
-    graph = bottom_nodes + g.graph_fields() + bottom_rest
-    graph += _bytes(11, _value_info("top_state", [w, CONV_TOP_STATE_SIZE]))
-    graph += _bytes(12, _value_info("scores", [w])) + _bytes(12, _value_info("top_state_out", [w, CONV_TOP_STATE_SIZE]))
-    return model + _bytes(7, graph)
+    graph = [*bottom_nodes, *g.graph_fields(), *bottom_rest]
+    graph.append(_bytes(11, _value_info("top_state", [w, CONV_TOP_STATE_SIZE])))
+    graph.append(_bytes(12, _value_info("scores", [w])))
+    graph.append(_bytes(12, _value_info("top_state_out", [w, CONV_TOP_STATE_SIZE])))
+    return b"".join([*model, *_field(7, graph)])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -490,9 +499,16 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 
 def new_session(model: str | bytes, providers: list[str], where: str, threads: int = 1) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(model, session_options(threads), providers=providers)
+        session = ort.InferenceSession(model, session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises several types for truncated or foreign files
         raise ModelError(f"{where}: not a loadable ONNX graph ({str(exc).splitlines()[0][:160]})") from None
+    if providers == ["CPUExecutionProvider"] and getattr(session, "_model_bytes", None) is not None:
+        # onnxruntime's Python wrapper keeps the model's bytes for the life of the session ("This is bad
+        # as we're holding the memory indefinitely", says its source), only to rebuild the session on
+        # another provider when one fails; CPU-only has none to fall back to. 3.3 MB of the daemon's
+        # resident memory with 5 wake words (tools/bench_runtime.py).
+        session._model_bytes = None
+    return session
 
 
 def check_metadata(path: Path, role: str, meta: dict[str, str]) -> None:
