@@ -110,7 +110,7 @@ def test_shown_command_keeps_machine_paths_out_of_reports():
     shown = shared_data.shown_command("tools/bench_channel.py", argv)
     assert shown == "python tools/bench_channel.py --quick --model MODEL_DIR --k 5"
     assert shared_data.shown_command("t.py", ["--model=/scratch/m"]) == "python t.py --model=MODEL_DIR"
-    runs = ["/tmp/a/benchmarks.json", "/tmp/b/benchmarks.json"]
+    runs = ["/data/run_a/benchmarks.json", "/data/run_b/benchmarks.json"]
     merged = shared_data.shown_command("t.py", ["--int8", "--merge", *runs])
     assert merged == "python t.py --int8 --merge RUN1/benchmarks.json RUN2/benchmarks.json"
 

@@ -391,7 +391,7 @@ BLOCK_S = 120.0  # pieces of one long recording within this span share a group: 
 def long_recordings_in_pieces(
     sources: list[Source], seconds: float = STREAM_S, block_s: float = BLOCK_S
 ) -> list[Source]:
-    """Recordings longer than two stretches cut into `seconds` pieces; shorter ones as they are.
+    """Long recordings (as_streams picks them: two stretches or longer) cut into `seconds` pieces.
 
     Segments are cut per source (make_segments: speech_copies crops each) and the split holds aside
     whole groups: one hour-long podcast given as --negatives would otherwise give a dozen crops and
@@ -400,10 +400,7 @@ def long_recordings_in_pieces(
     out = []
     piece = int(seconds * SAMPLE_RATE)
     for s in sources:
-        if len(s.audio) < 2 * piece:
-            out.append(s)
-            continue
-        starts = range(0, len(s.audio) - piece + 1, piece)
+        starts = range(0, max(len(s.audio) - piece, 0) + 1, piece)
         for i, start in enumerate(starts):
             stop = start + piece if i < len(starts) - 1 else len(s.audio)  # the last piece takes the rest
             block = int(start // (block_s * SAMPLE_RATE))
