@@ -78,6 +78,23 @@ def test_no_events_below_threshold_and_a_stream_starting_above_fires_at_once():
     assert ev.detect_events(np.full(50, 0.7), 0.5) == [(pytest.approx(0.08), 0.7)]
 
 
+def test_smoothed_tracks_fire_where_the_runtime_decision_fires():
+    """evaluate (and calibration) decide on smooth_scores' track; the runtime on its running mean: the same
+    events, step for step, so a threshold calibrated on one holds for the other."""
+    from wakeword.runtime import _Decision
+
+    rng = np.random.default_rng(3)
+    track = np.clip(rng.normal(0.3, 0.3, 3000), 0, 1).astype(np.float32)
+    smoothed = ev.smooth_scores(track, 4)
+    np.testing.assert_allclose(smoothed[:4], np.cumsum(track[:4]) / np.arange(1, 5), rtol=1e-6)  # fewer at first
+    np.testing.assert_allclose(smoothed[10], track[7:11].mean(), rtol=1e-6)
+    for threshold in (0.4, 0.55, 0.7):
+        decision = _Decision(threshold, smoothing=4, refractory_steps=25)
+        fired = [k for k, score in enumerate(track) if decision.update(k, float(score)) is not None]
+        assert fired == ev._event_steps(smoothed, threshold, 25).tolist() and fired
+    assert np.array_equal(ev.smooth_scores(track, 1), track)
+
+
 def test_nan_scores_are_a_clear_error():
     scores = np.zeros(20)
     scores[7] = np.nan

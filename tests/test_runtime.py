@@ -409,6 +409,25 @@ def test_detect_and_score_cli(model_dir, write, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = out.read_text().splitlines()
     assert rows[0].startswith("time,score_") and len(rows) == 1 + len(audio) // CHUNK_SAMPLES
+    # A card that smooths its decision adds the score its threshold is compared with.
+    import shutil
+
+    smoothing = tmp_path / "smoothing"
+    shutil.copytree(model_dir, smoothing)
+    card = json.loads((smoothing / "card.json").read_text())
+    (smoothing / "card.json").write_text(json.dumps(card | {"decision": {"smoothing": 3}}))
+    out3 = tmp_path / "s3.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "wakeword", "score", str(smoothing), str(path), "--out", str(out3)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    header, *lines = out3.read_text().splitlines()
+    assert header.split(",")[2].startswith("decision_")
+    table = np.array([[float(v) for v in line.split(",")] for line in lines])
+    np.testing.assert_allclose(table[:, 1], [float(r.split(",")[1]) for r in rows[1:]], atol=1e-6)
+    np.testing.assert_allclose(table[5, 2], table[3:6, 1].mean(), atol=2e-6)
 
 
 def test_eval_cli_reports_and_names_the_deciding_clips(model_dir, tmp_path):

@@ -41,6 +41,7 @@ def test_training_writes_a_complete_card(trained):
     for key in ("threshold", "data", "phase1", "phase2", "validation", "encoder", "training_seconds", "device"):
         assert key in card, key
     assert 0.5 <= card["threshold"] < 1.0
+    assert card["decision"] == {"smoothing": 4}  # TrainConfig.smoothing: the runtime decides on that mean
     assert card["data"]["positive_voice_configs"] == 40 and card["data"]["near_miss_phrases"] >= 20
     assert card["device"] == "cpu"
     # TTS sentences are heard as running talk and (10 of them, as asked) alone, framed like the phrase.

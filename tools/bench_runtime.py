@@ -80,14 +80,16 @@ def random_model(folder: Path, int8: bool) -> Path:
     from wakeword.encoder import load_encoder
     from wakeword.export import export_model
     from wakeword.model import WakeWordNet
-    from wakeword.train import save
+    from wakeword.train import TrainConfig, save
 
     torch.manual_seed(0)
     path = folder / "random"
+    # The decision a trained card carries, so that the per-step cost includes the default smoothing.
+    decision = {"smoothing": TrainConfig.__dataclass_fields__["smoothing"].default}
     save(
         WakeWordNet(load_encoder()),
         path,
-        {"phrase": "hey bench", "threshold": 0.5, "feature_version": FEATURE_VERSION},
+        {"phrase": "hey bench", "threshold": 0.5, "feature_version": FEATURE_VERSION, "decision": decision},
         [],
     )
     rng = np.random.default_rng(0)

@@ -303,30 +303,41 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    """time,score for every 80 ms step (one column per model)."""
+    """time,score for every 80 ms step (one column per model), and the smoothed score a model's decision
+    compares with its threshold (a decision_ column) for a model whose card smooths."""
+    from wakeword.evaluate import smooth_scores
+
     out = Path(args.out)
     refuse_overwrite(out, args.force)
     detector = make_detector(args)
     _, scores = file_scores(detector, args.audio)
     names = [m.phrase.replace(" ", "_") for m in detector.models]
+    columns = [(f"score_{n}", scores[:, j]) for j, n in enumerate(names)]
+    for j, (n, m) in enumerate(zip(names, detector.models, strict=True)):
+        smoothing = int(m.card.get("decision", {}).get("smoothing", 1))
+        if smoothing > 1:
+            columns.append((f"decision_{n}", smooth_scores(scores[:, j], smoothing)))
     with open(out, "w") as f:
-        f.write("time," + ",".join(f"score_{n}" for n in names) + "\n")
-        for step, row in enumerate(scores):
-            f.write(f"{(step + 1) * 0.08:.2f}," + ",".join(f"{v:.6f}" for v in row) + "\n")
+        f.write("time," + ",".join(name for name, _ in columns) + "\n")
+        for step in range(len(scores)):
+            f.write(f"{(step + 1) * 0.08:.2f}," + ",".join(f"{c[step]:.6f}" for _, c in columns) + "\n")
     print(f"wrote {out}: {len(scores)} steps")
     return 0
 
 
-def runtime_scorer(model: str, providers: str = "auto", int8: bool = False):
-    """A Scorer (wakeword.evaluate) that streams audio through the runtime in 80 ms chunks, as the daemon does."""
+def runtime_scorer(model: str, providers: str = "auto", int8: bool = False, raw: bool = False):
+    """A Scorer (wakeword.evaluate) that streams audio through the runtime in 80 ms chunks, as the daemon
+    does, and returns the score the model's decision sees: smoothed as its card says (raw: the network's)."""
+    from wakeword.evaluate import smooth_scores
     from wakeword.runtime import Detector, WakeWordModel
 
     loaded = WakeWordModel.load(model, providers, int8)
+    smoothing = 1 if raw else int(loaded.card.get("decision", {}).get("smoothing", 1))
 
     def score(audio: np.ndarray) -> np.ndarray:
         detector = Detector([loaded])
         rows = [detector.process_scores(audio[i : i + 1280])[1] for i in range(0, len(audio), 1280)]
-        return np.concatenate(rows)[:, 0] if rows else np.zeros(0, np.float32)
+        return smooth_scores(np.concatenate(rows)[:, 0] if rows else np.zeros(0, np.float32), smoothing)
 
     return score, loaded
 

@@ -271,6 +271,18 @@ def _check_scores(scores: np.ndarray, name: str = "scores") -> np.ndarray:
     return scores
 
 
+def smooth_scores(scores: np.ndarray, smoothing: int) -> np.ndarray:
+    """Each step's mean over the last `smoothing` steps (fewer at the start of the stream): the score a
+    detector with that smoothing decides on (runtime._Decision, server.BatchDetector), for a whole track."""
+    scores = np.asarray(scores, np.float32)
+    if smoothing <= 1 or len(scores) == 0:
+        return scores
+    sums = np.cumsum(scores, dtype=np.float64)
+    sums[smoothing:] = sums[smoothing:] - sums[:-smoothing]
+    counts = np.minimum(np.arange(1, len(scores) + 1), smoothing)
+    return (sums / counts).astype(np.float32)
+
+
 def _refractory_steps(refractory_s: float) -> int:
     # In whole steps, rounded up, so that floating point (2.0 / 0.08 = 25.000000000000004) cannot
     # turn a 25-step refractory into 26.
