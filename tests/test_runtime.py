@@ -400,14 +400,15 @@ def test_detect_and_score_cli(model_dir, write, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines and {"file", "phrase", "start", "end", "score"} <= set(lines[0])
-    out = tmp_path / "s.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "wakeword", "score", str(model_dir), str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = out.read_text().splitlines()
+
+    def score_csv(model, name: str) -> list[str]:
+        out = tmp_path / name
+        args = [sys.executable, "-m", "wakeword", "score", str(model), str(path), "--out", str(out)]
+        result = subprocess.run(args, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return out.read_text().splitlines()
+
+    rows = score_csv(model_dir, "s.csv")
     assert rows[0].startswith("time,score_") and len(rows) == 1 + len(audio) // CHUNK_SAMPLES
     # A card that smooths its decision adds the score its threshold is compared with.
     import shutil
@@ -416,14 +417,7 @@ def test_detect_and_score_cli(model_dir, write, tmp_path):
     shutil.copytree(model_dir, smoothing)
     card = json.loads((smoothing / "card.json").read_text())
     (smoothing / "card.json").write_text(json.dumps(card | {"decision": {"smoothing": 3}}))
-    out3 = tmp_path / "s3.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "wakeword", "score", str(smoothing), str(path), "--out", str(out3)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    header, *lines = out3.read_text().splitlines()
+    header, *lines = score_csv(smoothing, "s3.csv")
     assert header.split(",")[2].startswith("decision_")
     table = np.array([[float(v) for v in line.split(",")] for line in lines])
     np.testing.assert_allclose(table[:, 1], [float(r.split(",")[1]) for r in rows[1:]], atol=1e-6)

@@ -314,9 +314,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     names = [m.phrase.replace(" ", "_") for m in detector.models]
     columns = [(f"score_{n}", scores[:, j]) for j, n in enumerate(names)]
     for j, (n, m) in enumerate(zip(names, detector.models, strict=True)):
-        smoothing = int(m.card.get("decision", {}).get("smoothing", 1))
-        if smoothing > 1:
-            columns.append((f"decision_{n}", smooth_scores(scores[:, j], smoothing)))
+        if m.smoothing > 1:
+            columns.append((f"decision_{n}", smooth_scores(scores[:, j], m.smoothing)))
     with open(out, "w") as f:
         f.write("time," + ",".join(name for name, _ in columns) + "\n")
         for step in range(len(scores)):
@@ -332,7 +331,7 @@ def runtime_scorer(model: str, providers: str = "auto", int8: bool = False, raw:
     from wakeword.runtime import Detector, WakeWordModel
 
     loaded = WakeWordModel.load(model, providers, int8)
-    smoothing = 1 if raw else int(loaded.card.get("decision", {}).get("smoothing", 1))
+    smoothing = 1 if raw else loaded.smoothing
 
     def score(audio: np.ndarray) -> np.ndarray:
         detector = Detector([loaded])

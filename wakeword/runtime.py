@@ -619,6 +619,11 @@ class WakeWordModel:
         return float(self.card["threshold"])
 
     @property
+    def smoothing(self) -> int:
+        """Steps the decision averages (card "decision"; 1, each step alone, for cards without it)."""
+        return int(self.card.get("decision", {}).get("smoothing", 1))
+
+    @property
     def mel_offset(self) -> np.ndarray | None:
         """Per-band feature offset for this microphone (`wakeword adapt`), added before the encoder."""
         entry = self.card.get(ADAPTATION_KEY)
@@ -805,7 +810,7 @@ class Detector:
             self._decisions.append(
                 _Decision(
                     threshold if threshold is not None else m.threshold,
-                    smoothing if smoothing is not None else int(decision.get("smoothing", 1)),
+                    smoothing if smoothing is not None else m.smoothing,
                     round(refractory / STEP_S),
                 )
             )

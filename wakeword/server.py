@@ -77,14 +77,15 @@ class BatchDetector:
     ) -> None:
         if streams < 1:
             raise ValueError(f"streams must be 1 or more, not {streams}")
-        card = WakeWordModel.load(model, providers=["CPUExecutionProvider"]).card  # checks the card and versions
+        loaded = WakeWordModel.load(model, providers=["CPUExecutionProvider"])  # checks the card and versions
+        card = loaded.card
         self.model_dir = Path(model)
         self.phrase = card["phrase"]
         if card.get("input_adaptation"):
             log.warning("%s: the card's microphone adaptation is not applied to server streams", self.model_dir)
         decision = card.get("decision", {})
         self.threshold = float(card["threshold"] if threshold is None else threshold)
-        self.smoothing = int(decision.get("smoothing", 1) if smoothing is None else smoothing)
+        self.smoothing = int(loaded.smoothing if smoothing is None else smoothing)
         refractory = decision.get("refractory_s", DEFAULT_REFRACTORY_S) if refractory_s is None else refractory_s
         self.refractory_steps = round(refractory / STEP_S)
         self.streams = streams
