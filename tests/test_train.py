@@ -64,6 +64,35 @@ def test_the_summary_says_how_much_recorded_speech_training_had(trained, capsys)
     with_speech = {**card, "data": {**card["data"], "negative_recordings": 120, "negative_recording_minutes": 36.9}}
     print_training_summary(with_speech, out)
     assert "recorded everyday speech (--negatives): 120 files, 36.9 min" in capsys.readouterr().out
+    # The validation misses by origin (no takes here: synthetic only), and cards from before the split.
+    clips = card["validation"]["positives"]
+    missed = card["validation"]["missed_at_threshold"]["synthetic voices"]["missed"]
+    print_training_summary(card, out)
+    assert f"missed at the threshold: synthetic voices {missed} of {clips}" in capsys.readouterr().out
+    old_card = {**card, "validation": {k: v for k, v in card["validation"].items() if k != "missed_at_threshold"}}
+    print_training_summary(old_card, out)
+    assert "missed at the threshold" not in capsys.readouterr().out
+
+
+def test_validation_misses_are_counted_apart_for_the_takes_and_the_synthetic_voices():
+    from wakeword.evaluate import STEP_S, build_positive_stream
+    from wakeword.train import missed_by_origin
+
+    clips = [np.full(16000, 0.1, np.float32)] * 4
+    stream = build_positive_stream(clips, seed=0)
+    scores = np.zeros(stream.steps)
+    for start, _end in stream.targets[:1] + stream.targets[2:3]:  # only the 1st and 3rd clips fire
+        scores[int(start / STEP_S) + 2] = 0.9
+    kinds = ["user", "user", "tts", "tts"]
+    assert missed_by_origin(scores, stream, kinds, 0.5) == {
+        "your held-out takes": {"clips": 2, "missed": 1},
+        "synthetic voices": {"clips": 2, "missed": 1},
+    }
+    assert missed_by_origin(scores, stream, kinds, 0.95) == {
+        "your held-out takes": {"clips": 2, "missed": 2},
+        "synthetic voices": {"clips": 2, "missed": 2},
+    }
+    assert missed_by_origin(scores, stream, ["tts"] * 4, 0.5) == {"synthetic voices": {"clips": 4, "missed": 2}}
 
 
 def test_trained_model_exports_and_separates_phrase_from_noise(trained, tmp_path):
@@ -487,6 +516,10 @@ def test_calibration_records_its_rule_and_holds_the_target_on_its_own_stream(tra
     _out, card = trained
     validation = card["validation"]
     assert validation["threshold_rule"].startswith("tail_fit") and validation["tail_scale_logit"] is not None
+    # Synthetic only: every held-aside positive is a synthetic voice, and their misses are the pooled FRR.
+    by_origin = validation["missed_at_threshold"]
+    assert list(by_origin) == ["synthetic voices"] and by_origin["synthetic voices"]["clips"] == validation["positives"]
+    assert by_origin["synthetic voices"]["missed"] == round(validation["frr_at_threshold"] * validation["positives"])
     peaks = validation["negative_peaks"]
     assert peaks == sorted(peaks, reverse=True)
     assert peaks[0] == pytest.approx(validation["highest_negative_score"], abs=1e-5)

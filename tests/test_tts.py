@@ -203,9 +203,17 @@ def test_engine_speaks(engine: str) -> None:
     assert len(plain) / SR == pytest.approx(PHRASE_SECONDS[engine], rel=0.25)
     assert np.sqrt(np.mean(plain**2)) > 0.05
     assert np.max(np.abs(plain[:80])) < 0.5 * tts.PEAK  # trimmed to the onset, not into it
-    assert len(slow) > 1.1 * len(fast)  # the rate control works, in the right direction (piper: random durations)
+    assert len(slow) > 1.1 * len(fast)  # the rate control works, in the right direction
     pitched = tts.synthesize(PHRASE, tts.vary(voices[0], [1.0], [3.0])[0])
     assert len(pitched) == pytest.approx(len(plain), rel=0.2)
+    # The same clip every time: training from an empty cache repeats (piper drew noise on every call).
+    assert np.array_equal(tts.synthesize(PHRASE, tts.vary(voices[0], [1.0], [0.0])[0]), plain)
+
+
+def test_a_changed_rendering_is_cached_under_another_name() -> None:
+    piper, flite = tts.PIPER_VOICES[0], tts.FLITE_VOICES[0]
+    assert tts.cache_name("hey nova", flite) == f"tts:hey nova:{flite.id}"  # the names clips were cached under
+    assert tts.cache_name("hey nova", piper) == f"tts:hey nova:{piper.id}:render{tts.RENDER_VERSIONS['piper']}"
 
 
 def test_at_least_100_positive_configurations() -> None:

@@ -108,14 +108,14 @@ def synthesize_cached(jobs: list[tuple[str, object]]) -> list[tuple[object, np.n
     found: dict[tuple[str, str], np.ndarray] = {}
     todo = []
     for text, voice in jobs:
-        hit = cache.get(content_key(f"tts:{text}:{voice.id}"))
+        hit = cache.get(content_key(tts.cache_name(text, voice)))
         if hit is None:
             todo.append((text, voice))
         else:
             found[(text, voice.id)] = hit.astype(np.float32) / 32767.0
     for text, voice, audio in tts.synthesize_many(todo, progress=False):
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
-        cache.put(content_key(f"tts:{text}:{voice.id}"), pcm)
+        cache.put(content_key(tts.cache_name(text, voice)), pcm)
         found[(text, voice.id)] = pcm.astype(np.float32) / 32767.0
     # A voice that failed is skipped (and logged by synthesize_many), not fatal.
     return [(voice, found[(text, voice.id)]) for text, voice in jobs if (text, voice.id) in found]

@@ -226,6 +226,10 @@ def print_training_summary(card: dict, out: Path) -> None:
             f"{val.get('fa_per_hour_at_threshold', float('nan')):.2f} FA/h on {val['negative_hours'] * 60:.1f} min "
             "of held-aside negatives"
         )
+        missed = val.get("missed_at_threshold")  # cards from before it was split: absent
+        if missed:
+            parts = [f"{origin} {m['missed']} of {m['clips']}" for origin, m in missed.items()]
+            lines.append(f"    missed at the threshold: {', '.join(parts)}")
     if data.get("feedback"):
         fb = data["feedback"]
         lines.append(

@@ -119,7 +119,7 @@ WORD_ACCURACY: dict[str, float] = {  # pasted from the tool's output
     "rhvoice:slt": 0.78,
     "rhvoice:evgeniy-eng": 0.47,
     "rhvoice:lyubov": 0.75,
-    "piper:en_US-joe-medium": 0.66,
+    "piper:en_US-joe-medium": 0.65,  # noise off (RENDER_VERSIONS); 0.66 with it
     "hibari:heart": 0.76,
     "kokoro:jf_alpha": 0.12,
     "kokoro:jf_gongitsune": 0.62,
@@ -422,9 +422,12 @@ class PiperEngine(PythonEngine):
         from piper import SynthesisConfig
 
         with self.lock:
-            # Piper draws phoneme durations at random (noise_w); at its default 0.8 a "slow" take can come
-            # out shorter than a "fast" one, which would make the speed grid meaningless.
-            config = SynthesisConfig(length_scale=1.0 / rate, noise_w_scale=0.3)
+            # Piper's model draws phoneme durations (noise_w) and the voice's fine detail (noise) from
+            # onnxruntime random nodes whose generator is per session, so the same text came out different
+            # on every call and a training run from an empty cache could not be repeated. Without noise it
+            # speaks the model's mean, the same every time (word accuracy 0.66 -> 0.65, docs/voices.md), and
+            # the speed grid is exact.
+            config = SynthesisConfig(length_scale=1.0 / rate, noise_scale=0.0, noise_w_scale=0.0)
             chunks = list(self.model.synthesize(text, config))
         if not chunks:
             raise TTSError(f"piper: no audio for {text!r}")
@@ -572,6 +575,17 @@ def trim(audio: np.ndarray, db: float = TRIM_DB, pad_s: float = TRIM_PAD_S) -> n
         return audio
     pad = round(pad_s * SAMPLE_RATE)
     return audio[max(0, loud[0] - pad) : loud[-1] + pad + 1]
+
+
+# An engine's rendering version: bumped when the same (text, voice) would come out different, so that
+# clips cached from the old rendering are not mixed with new ones. piper 2: its random noise turned off.
+RENDER_VERSIONS = {"piper": 2}
+
+
+def cache_name(text: str, voice: Voice) -> str:
+    """What a synthesised clip is cached under (wakeword.cache.content_key of this): text, voice, rendering."""
+    version = RENDER_VERSIONS.get(voice.engine, 1)
+    return f"tts:{text}:{voice.id}" + (f":render{version}" if version > 1 else "")
 
 
 def synthesize(text: str, voice: Voice) -> np.ndarray:
