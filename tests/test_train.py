@@ -68,7 +68,14 @@ def test_the_summary_says_how_much_recorded_speech_training_had(trained, capsys)
     clips = card["validation"]["positives"]
     missed = card["validation"]["missed_at_threshold"]["synthetic voices"]["missed"]
     print_training_summary(card, out)
-    assert f"missed at the threshold: synthetic voices {missed} of {clips}" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"missed at the threshold: synthetic voices {missed} of {clips}" in shown
+    assert "a take of yours scores below the threshold" not in shown
+    takes_missed = {"your held-out takes": {"clips": 2, "missed": 1}, "synthetic voices": {"clips": 24, "missed": 3}}
+    print_training_summary({**card, "validation": {**card["validation"], "missed_at_threshold": takes_missed}}, out)
+    shown = capsys.readouterr().out
+    assert "your held-out takes 1 of 2, synthetic voices 3 of 24" in shown
+    assert "a take of yours scores below the threshold: record more takes" in shown
     old_card = {**card, "validation": {k: v for k, v in card["validation"].items() if k != "missed_at_threshold"}}
     print_training_summary(old_card, out)
     assert "missed at the threshold" not in capsys.readouterr().out

@@ -230,6 +230,12 @@ def print_training_summary(card: dict, out: Path) -> None:
         if missed:
             parts = [f"{origin} {m['missed']} of {m['clips']}" for origin, m in missed.items()]
             lines.append(f"    missed at the threshold: {', '.join(parts)}")
+            if missed.get("your held-out takes", {}).get("missed"):
+                # The one check on the user's own voice failed: say what to do rather than leave a silent model.
+                lines.append(
+                    "    a take of yours scores below the threshold: record more takes (wakeword enroll) and train "
+                    "again, or try a lower --threshold with 'wakeword listen'"
+                )
     if data.get("feedback"):
         fb = data["feedback"]
         lines.append(
