@@ -921,7 +921,8 @@ TAIL_PEAKS = 20  # highest negative peaks the tail fit uses
 
 
 def calibration_streams(val_sources: list[Source]):
-    """Held-aside general speech as one negative stream, held-aside positives as another (with their times).
+    """Held-aside general speech as one negative stream, held-aside positives as another (with their times),
+    and the kind of each positive clip (a take, a synthetic voice) in that stream's order.
 
     FA/h is a rate on everyday audio, so only "speech" (the user's negatives, TTS sentences, as
     running talk and as words said alone) makes the negative stream. Near-misses are generated to be
@@ -933,16 +934,11 @@ def calibration_streams(val_sources: list[Source]):
 
     rng = np.random.default_rng(1)
     neg = [s.audio for s in val_sources if s.label == 0 and s.kind in ("speech", "isolated")]
-    pos = [s.audio for s in val_sources if s.label == 1]  # in positive_kinds' order
+    pos = [s for s in val_sources if s.label == 1]
     noise = rng.normal(0, 1e-3, SAMPLE_RATE * 60).astype(np.float32)
     neg_stream = build_negative_stream(neg, noise=noise, snr_db=30.0, seed=1) if neg else None
-    pos_stream = build_positive_stream(pos, background=noise, snr_db=30.0, seed=1) if pos else None
-    return neg_stream, pos_stream
-
-
-def positive_kinds(val_sources: list[Source]) -> list[str]:
-    """The kind of each clip of calibration_streams' positive stream, in the stream's order."""
-    return [s.kind for s in val_sources if s.label == 1]
+    pos_stream = build_positive_stream([s.audio for s in pos], background=noise, snr_db=30.0, seed=1) if pos else None
+    return neg_stream, pos_stream, [s.kind for s in pos]  # the kinds in the positive stream's order
 
 
 # How the validation FRR splits by where the positives came from. From 5 takes, one is held out beside
@@ -1049,7 +1045,7 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
     the score the deployed decision sees (smoothed over config.smoothing steps)."""
     from wakeword.evaluate import det_curve, false_accepts_per_hour, false_reject_rate, smooth_scores
 
-    neg_stream, pos_stream = calibration_streams(val_sources)
+    neg_stream, pos_stream, pos_kinds = calibration_streams(val_sources)
     if neg_stream is None or pos_stream is None:
         return 0.5, {}, []
     neg_scores = smooth_scores(score_audio(net, encoder, neg_stream.audio), config.smoothing)
@@ -1065,7 +1061,7 @@ def calibrate(net: WakeWordNet, encoder: SpeechEmbedding, val_sources: list[Sour
         "negative_hours": neg_stream.hours,
         "positives": len(pos_stream.targets),
         "frr_at_threshold": false_reject_rate(pos_scores, pos_stream, threshold),
-        "missed_at_threshold": missed_by_origin(pos_scores, pos_stream, positive_kinds(val_sources), threshold),
+        "missed_at_threshold": missed_by_origin(pos_scores, pos_stream, pos_kinds, threshold),
         "fa_per_hour_at_threshold": false_accepts_per_hour(neg_scores, neg_stream.hours, threshold),
         "highest_negative_score": float(peaks[0]) if len(peaks) else 0.0,
         "negative_peaks": [round(float(p), 5) for p in peaks],  # the evidence the threshold rests on
